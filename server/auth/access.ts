@@ -1,0 +1,88 @@
+import { CairnError } from '../errors';
+import { Db } from '../db';
+import * as store from '../store';
+import type { Repo, Role, Tenant, User } from '../store';
+
+/** Who is asking. Deploy keys and Cairn's own pushes join this union with the SSH and pipeline issues. */
+export type Principal = { kind: 'anonymous' } | { kind: 'user'; user: User };
+
+export const ANONYMOUS: Principal = { kind: 'anonymous' };
+
+const RANK: Record<Role | 'none', number> = { none: 0, read: 1, write: 2, admin: 3 };
+export const atLeast = (role: Role | 'none', needed: Role): boolean => RANK[role] >= RANK[needed];
+const higher = (a: Role | 'none', b: Role | 'none'): Role | 'none' => (RANK[a] >= RANK[b] ? a : b);
+
+export const isAdmin = (p: Principal): boolean => p.kind === 'user' && p.user.isAdmin;
+
+/** One ladder: site admin → tenant grant and repo grant (the higher wins) → public read → nothing. */
+export async function repoRole(db: Db, p: Principal, repo: Repo): Promise<Role | 'none'> {
+  if (isAdmin(p)) return 'admin';
+  let role: Role | 'none' = repo.isPublic ? 'read' : 'none';
+  if (p.kind === 'user') {
+    role = higher(role, (await store.findRole(db, { kind: 'tenant', id: repo.tenantId }, p.user.id)) ?? 'none');
+    role = higher(role, (await store.findRole(db, { kind: 'repo', id: repo.id }, p.user.id)) ?? 'none');
+  }
+  return role;
+}
+
+export async function tenantRole(db: Db, p: Principal, tenant: Tenant): Promise<Role | 'none'> {
+  if (isAdmin(p)) return 'admin';
+  if (p.kind !== 'user') return 'none';
+  return (await store.findRole(db, { kind: 'tenant', id: tenant.id }, p.user.id)) ?? 'none';
+}
+
+const unauthenticated = () => new CairnError('unauthenticated', 'authentication required',
+  { 'WWW-Authenticate': 'Basic realm="Cairn", charset="UTF-8"' });
+
+/**
+ * The visibility rule, written once: a repo the caller may not read does not exist for them (404, as a
+ * missing one); an anonymous caller gets 401 for both, so nothing leaks; a visible repo without the
+ * needed role is 403 (401 when anonymous, so a git client asks for credentials).
+ */
+export async function requireRepoRole(db: Db, p: Principal, tenantName: string, repoName: string,
+  needed: Role): Promise<{ repo: Repo; role: Role }> {
+  const repo = await store.findRepo(db, tenantName, repoName);
+  const role = repo ? await repoRole(db, p, repo) : 'none';
+  if (!repo || !atLeast(role, 'read')) {
+    if (p.kind === 'anonymous') throw unauthenticated();
+    throw new CairnError('not_found', `repository ${tenantName}/${repoName} not found`);
+  }
+  if (!atLeast(role, needed)) {
+    if (p.kind === 'anonymous') throw unauthenticated();
+    throw new CairnError('forbidden', `${needed} access to ${repo.tenantName}/${repo.name} is required`);
+  }
+  return { repo, role: role as Role };
+}
+
+/** Tenants follow the same rule: visible to admins, members, and anyone who can see one of its repos. */
+export async function requireTenantRole(db: Db, p: Principal, tenantName: string,
+  needed: Role | 'visible'): Promise<{ tenant: Tenant; role: Role | 'none' }> {
+  if (p.kind === 'anonymous') throw unauthenticated();
+  const tenant = await store.findTenant(db, tenantName);
+  const role = tenant ? await tenantRole(db, p, tenant) : 'none';
+  const visible = tenant !== null && (atLeast(role, 'read') || await store.isTenantVisible(db, tenant.id, p.user.id));
+  if (!tenant || !visible) throw new CairnError('not_found', `tenant ${tenantName} not found`);
+  if (needed !== 'visible' && !atLeast(role, needed)) {
+    throw new CairnError('forbidden', `${needed} role on tenant ${tenant.name} is required`);
+  }
+  return { tenant, role };
+}
+
+export function requireUser(p: Principal): User {
+  if (p.kind !== 'user') throw unauthenticated();
+  return p.user;
+}
+
+export function requireAdmin(p: Principal): User {
+  const user = requireUser(p);
+  if (!user.isAdmin) throw new CairnError('forbidden', 'only site admins may do this');
+  return user;
+}
+
+/** Users see themselves; admins see everyone; anyone else is 404, as a missing user. */
+export async function requireSelfOrAdmin(db: Db, p: Principal, userName: string): Promise<User> {
+  const caller = requireUser(p);
+  const user = await store.findUserByName(db, userName);
+  if (!user || (!caller.isAdmin && user.id !== caller.id)) throw new CairnError('not_found', `user ${userName} not found`);
+  return user;
+}

@@ -1,0 +1,7 @@
+// Credentials → Principal, and Principal × repo → Role. The visibility rule lives here and nowhere else.
+export { loadSigningKey, issueToken, verifyToken, DEFAULT_TOKEN_TTL_S, MAX_TOKEN_TTL_S } from './tokens';
+export type { IssuedToken } from './tokens';
+export { ANONYMOUS, atLeast, isAdmin, repoRole, tenantRole, requireRepoRole, requireTenantRole, requireUser,
+  requireAdmin, requireSelfOrAdmin } from './access';
+export type { Principal } from './access';
+export { principalFromHeader } from './credentials';

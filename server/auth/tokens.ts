@@ -1,0 +1,67 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import jwt from 'jsonwebtoken';
+import { CairnError } from '../errors';
+import { Db } from '../db';
+import * as store from '../store';
+import type { User } from '../store';
+
+export const DEFAULT_TOKEN_TTL_S = 30 * 24 * 3600;
+export const MAX_TOKEN_TTL_S = 366 * 24 * 3600;
+
+/** The keys dir is 0700 and the signing key 0600; made on first use by the server or the CLI alike. */
+export function loadSigningKey(keysDir: string): Buffer {
+  fs.mkdirSync(keysDir, { recursive: true, mode: 0o700 });
+  fs.chmodSync(keysDir, 0o700);
+  const file = path.join(keysDir, 'token-signing.key');
+  try {
+    return Buffer.from(fs.readFileSync(file, 'utf8').trim(), 'base64');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const key = crypto.randomBytes(32);
+  try {
+    fs.writeFileSync(file, key.toString('base64') + '\n', { mode: 0o600, flag: 'wx' });
+    return key;
+  } catch (err) {
+    // Another process made it first: use theirs, so tokens signed by either stay valid.
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    return Buffer.from(fs.readFileSync(file, 'utf8').trim(), 'base64');
+  }
+}
+
+export type IssuedToken = { id: string; token: string; createdAt: string; expiresAt: string };
+
+/** A signed, expiring JWT whose id (jti) is recorded so it can be revoked; the token itself is never stored. */
+export async function issueToken(db: Db, key: Buffer, user: User, expiresInS: number = DEFAULT_TOKEN_TTL_S): Promise<IssuedToken> {
+  if (!Number.isInteger(expiresInS) || expiresInS < 1 || expiresInS > MAX_TOKEN_TTL_S) {
+    throw new CairnError('invalid_field', `expires_in must be an integer of seconds from 1 to ${MAX_TOKEN_TTL_S}`);
+  }
+  const id = crypto.randomBytes(12).toString('hex');
+  const expiresAt = new Date(Date.now() + expiresInS * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  const record = await store.insertToken(db, id, user.id, expiresAt);
+  const token = jwt.sign({ sub: String(user.id) }, key, { algorithm: 'HS256', jwtid: id, expiresIn: expiresInS, issuer: 'cairn' });
+  return { id, token, createdAt: record.createdAt, expiresAt };
+}
+
+/**
+ * The user a token speaks for, or null for any bad token: malformed, tampered, signed with another key,
+ * `alg: none`, expired, revoked, or of a user that is gone. The reason is not told to the caller.
+ */
+export async function verifyToken(db: Db, key: Buffer, token: string): Promise<User | null> {
+  let claims: jwt.JwtPayload;
+  try {
+    const decoded = jwt.verify(token, key, { algorithms: ['HS256'], issuer: 'cairn' });
+    if (typeof decoded === 'string') return null;
+    claims = decoded;
+  } catch (err) {
+    if (err instanceof jwt.JsonWebTokenError || err instanceof jwt.TokenExpiredError || err instanceof jwt.NotBeforeError) return null;
+    throw err;
+  }
+  if (typeof claims.jti !== 'string' || typeof claims.sub !== 'string') return null;
+  const record = await store.findToken(db, claims.jti);
+  if (!record || record.revokedAt !== null || String(record.userId) !== claims.sub) return null;
+  if (Date.parse(record.expiresAt) <= Date.now()) return null;
+  return store.findUserById(db, record.userId);
+}

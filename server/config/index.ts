@@ -1,0 +1,61 @@
+import path from 'node:path';
+
+/** Everything Cairn reads from its environment, validated once; the only code that reads process.env. */
+export type Config = Readonly<{
+  dataDir: string;
+  reposDir: string;
+  keysDir: string;
+  httpPort: number;
+  sshPort: number;
+  bind: string;
+  /** Base of the URLs the API returns; when unset it follows the bound HTTP port. */
+  publicUrl: string | null;
+  databaseUrl: string | null;
+  /** Where the git hooks every repository runs are installed (this package's hooks/). */
+  hooksDir: string;
+  maxPushBytes: number;
+  logLevel: string;
+}>;
+
+export type ConfigFlags = Partial<Record<'dataDir' | 'httpPort' | 'sshPort' | 'bind' | 'publicUrl' |
+  'databaseUrl' | 'keysDir' | 'logLevel', string>>;
+
+export class ConfigError extends Error {}
+
+const installDir = path.resolve(__dirname, '..', '..', '..');
+
+function port(name: string, value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n > 65535) throw new ConfigError(`${name} must be a port number 0-65535, got "${value}"`);
+  return n;
+}
+
+/** Flags win over the environment, which wins over the contract's defaults. */
+export function loadConfig(env: NodeJS.ProcessEnv, flags: ConfigFlags = {}): Config {
+  const pick = (flag: keyof ConfigFlags, envName: string, fallback: string): string =>
+    flags[flag] ?? (env[envName] || fallback);
+  const dataDir = path.resolve(pick('dataDir', 'CAIRN_DATA_DIR', './data'));
+  const publicUrl = pick('publicUrl', 'CAIRN_PUBLIC_URL', '') || null;
+  if (publicUrl !== null && !/^https?:\/\/[^/\s]+/.test(publicUrl)) {
+    throw new ConfigError(`CAIRN_PUBLIC_URL must be an http(s) URL, got "${publicUrl}"`);
+  }
+  const databaseUrl = pick('databaseUrl', 'DATABASE_URL', '') || null;
+  if (databaseUrl !== null && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new ConfigError('DATABASE_URL must be a postgres:// URL (unset means SQLite under the data dir)');
+  }
+  const maxPushBytes = Number(env.CAIRN_MAX_PUSH_BYTES || 2 * 1024 ** 3);
+  if (!Number.isSafeInteger(maxPushBytes) || maxPushBytes <= 0) throw new ConfigError('CAIRN_MAX_PUSH_BYTES must be a positive integer');
+  return Object.freeze({
+    dataDir,
+    reposDir: path.join(dataDir, 'repos'),
+    keysDir: path.resolve(pick('keysDir', 'CAIRN_KEYS_DIR', './keys')),
+    httpPort: port('CAIRN_HTTP_PORT', pick('httpPort', 'CAIRN_HTTP_PORT', '8080')),
+    sshPort: port('CAIRN_SSH_PORT', pick('sshPort', 'CAIRN_SSH_PORT', '2222')),
+    bind: pick('bind', 'CAIRN_BIND', '127.0.0.1'),
+    publicUrl: publicUrl?.replace(/\/+$/, '') ?? null,
+    databaseUrl,
+    hooksDir: path.join(installDir, 'hooks'),
+    maxPushBytes,
+    logLevel: pick('logLevel', 'CAIRN_LOG_LEVEL', 'info'),
+  });
+}

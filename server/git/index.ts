@@ -1,0 +1,10 @@
+// The git engine: every git process Cairn starts is started here, with an argument array and a scrubbed env.
+export { baseGitEnv, runGit, git } from './run';
+export { repoPath, initRepo, wireRepo, readRefs, listRefs, gatherFacts, isAncestor, fsck } from './repo';
+export type { RefEntry, UpdateFacts } from './repo';
+export { serveGit, safeGitProtocol } from './service';
+export type { GitService } from './service';
+export { parseReceiveRequest, refusalReport } from './receive-request';
+export type { ReceiveRequest, PushCommand } from './receive-request';
+export { pkt, FLUSH, PktLineError, checkPktStream } from './pktline';
+export { acquirePushLock, clearOwnStaleLock, LockTimeout, isProcessAlive } from './lock';

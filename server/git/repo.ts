@@ -1,0 +1,111 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { git, runGit } from './run';
+
+const ZERO_ID = '0'.repeat(40);
+
+/** Where a repository lives: DATA_DIR/repos/TENANT/REPO.git (names are validated before they get here). */
+export const repoPath = (reposDir: string, tenant: string, repo: string): string =>
+  path.join(reposDir, tenant, `${repo}.git`);
+
+/**
+ * Bump when the settings below change: start-up re-wires every repository whose marker differs,
+ * so an upgrade (or a moved install) reaches old repositories.
+ */
+const WIRE_VERSION = 1;
+
+/** Each repository's own config: the hook that guards it, and git's receive.* checks as a second line of defence. */
+function repoSettings(hooksDir: string): [string, string][] {
+  return [
+    ['core.hooksPath', hooksDir],
+    ['receive.denyDeletes', 'true'],
+    ['receive.denyNonFastForwards', 'true'],
+    ['receive.fsckObjects', 'true'],
+    ['receive.shallowUpdate', 'false'],
+    ['receive.advertisePushOptions', 'false'],
+    // Every id a ref ever pointed to stays fetchable: nothing is ever pruned.
+    ['gc.pruneExpire', 'never'],
+    ['gc.reflogExpire', 'never'],
+    ['gc.reflogExpireUnreachable', 'never'],
+    ['core.logAllRefUpdates', 'always'],
+    ['uploadpack.allowFilter', 'true'],
+    ['cairn.wired', `${WIRE_VERSION}:${hooksDir}`],
+  ];
+}
+
+export async function initRepo(env: NodeJS.ProcessEnv, hooksDir: string, dir: string): Promise<void> {
+  fs.mkdirSync(path.dirname(dir), { recursive: true });
+  await git(['init', '--bare', '--quiet', '--', dir], { env });
+  await wireRepo(env, hooksDir, dir);
+}
+
+/** Returns true when the repository needed (and got) its settings. */
+export async function wireRepo(env: NodeJS.ProcessEnv, hooksDir: string, dir: string): Promise<boolean> {
+  const configFile = path.join(dir, 'config');
+  const text = fs.readFileSync(configFile, 'utf8');
+  const marker = `${WIRE_VERSION}:${hooksDir}`;
+  if (/^\[cairn\]/m.test(text) && text.split('\n').some((l) => l.trim() === `wired = ${marker}`)) return false;
+  for (const [key, value] of repoSettings(hooksDir)) {
+    await git(['config', '--file', configFile, key, value], { env });
+  }
+  return true;
+}
+
+/** The current ids of exactly these refs (missing refs are absent from the map). */
+export async function readRefs(env: NodeJS.ProcessEnv, dir: string, refs: readonly string[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  if (refs.length === 0) return out;
+  const stdout = await git(['for-each-ref', '--format=%(objectname) %(refname)', '--', ...refs], { cwd: dir, env });
+  const wanted = new Set(refs);
+  for (const line of stdout.split('\n')) {
+    const sp = line.indexOf(' ');
+    if (sp > 0 && wanted.has(line.slice(sp + 1))) out.set(line.slice(sp + 1), line.slice(0, sp));
+  }
+  return out;
+}
+
+export type RefEntry = { ref: string; id: string; commit: string };
+
+/** Every branch and tag, with annotated tags peeled to their commit. */
+export async function listRefs(env: NodeJS.ProcessEnv, dir: string): Promise<RefEntry[]> {
+  const stdout = await git(['for-each-ref', '--format=%(refname) %(objectname) %(*objectname)', 'refs/heads', 'refs/tags'],
+    { cwd: dir, env });
+  return stdout.split('\n').filter(Boolean).map((line) => {
+    const [ref, id, peeled] = line.split(' ');
+    return { ref, id, commit: peeled || id };
+  });
+}
+
+/** Is `ancestor` reachable from `descendant`? Under a push's quarantine, `objectEnv` names its object dirs. */
+export async function isAncestor(env: NodeJS.ProcessEnv, dir: string, ancestor: string, descendant: string): Promise<boolean> {
+  const r = await runGit(['merge-base', '--is-ancestor', ancestor, descendant], { cwd: dir, env });
+  if (r.code === 0) return true;
+  if (r.code === 1) return false;
+  throw new Error(`git merge-base failed (${r.code}): ${r.stderr.trim()}`);
+}
+
+export type UpdateFacts = { currentId: string; isFastForward?: boolean };
+
+/**
+ * What the protection policy needs to know about each updated ref: its id on disk now and, for a branch
+ * that exists, whether the new id descends from it. `objectEnv` lets git see the quarantined pack.
+ */
+export async function gatherFacts(env: NodeJS.ProcessEnv, dir: string, updates: readonly { ref: string; newId: string }[],
+  objectEnv: Record<string, string>): Promise<Map<string, UpdateFacts>> {
+  const current = await readRefs(env, dir, updates.map((u) => u.ref));
+  const facts = new Map<string, UpdateFacts>();
+  for (const u of updates) {
+    const currentId = current.get(u.ref) ?? ZERO_ID;
+    const f: UpdateFacts = { currentId };
+    if (currentId !== ZERO_ID && u.ref.startsWith('refs/heads/') && u.newId !== ZERO_ID) {
+      f.isFastForward = await isAncestor({ ...env, ...objectEnv }, dir, currentId, u.newId);
+    }
+    facts.set(u.ref, f);
+  }
+  return facts;
+}
+
+export async function fsck(env: NodeJS.ProcessEnv, dir: string): Promise<{ ok: boolean; output: string }> {
+  const r = await runGit(['fsck', '--full', '--strict'], { cwd: dir, env });
+  return { ok: r.code === 0, output: (r.stdout + r.stderr).trim() };
+}

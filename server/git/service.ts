@@ -1,0 +1,32 @@
+import { ChildProcess, spawn } from 'node:child_process';
+
+export type GitService = 'git-upload-pack' | 'git-receive-pack';
+
+/** GIT_PROTOCOL as clients send it (`version=2`, `version=2:object-format=sha1`); anything else is dropped. */
+export const safeGitProtocol = (value: string | undefined): string | undefined =>
+  value && /^[0-9a-zA-Z=._-]+(:[0-9a-zA-Z=._-]+)*$/.test(value) && value.length < 256 ? value : undefined;
+
+export type ServeGitOptions = {
+  service: GitService;
+  repoPath: string;
+  env: NodeJS.ProcessEnv;
+  gitProtocol?: string;
+  /** HTTP runs one request-response per process; SSH keeps one conversation. */
+  statelessRpc: boolean;
+  advertiseRefs?: boolean;
+  maxInputBytes?: number;
+};
+
+/**
+ * The one runner of git's network services, for every transport: the caller pipes the client's bytes in
+ * and git's out. Per-service settings ride on `-c` so they hold even for a repository wired by an older Cairn.
+ */
+export function serveGit(o: ServeGitOptions): ChildProcess {
+  const config = o.service === 'git-upload-pack'
+    ? ['-c', 'uploadpack.allowFilter=true']
+    : ['-c', 'receive.fsckObjects=true', ...(o.maxInputBytes ? ['-c', `receive.maxInputSize=${o.maxInputBytes}`] : [])];
+  const args = [...config, o.service.slice(4),
+    ...(o.statelessRpc ? ['--stateless-rpc'] : []), ...(o.advertiseRefs ? ['--advertise-refs'] : []), o.repoPath];
+  const env = { ...o.env, ...(o.gitProtocol ? { GIT_PROTOCOL: o.gitProtocol } : {}) };
+  return spawn('git', args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+}

@@ -1,0 +1,73 @@
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import type { Config } from './config';
+import type { Logger } from './log';
+import { openDb, migrate, Knex } from './db';
+import * as store from './store';
+import { loadSigningKey } from './auth';
+import { baseGitEnv, clearOwnStaleLock, isProcessAlive, repoPath, wireRepo } from './git';
+import { HookServer } from './transport/hook';
+import { createHttpApp, listenHttp } from './transport/http';
+import os from 'node:os';
+
+export type RunningServer = { httpPort: number; stop(): Promise<void> };
+
+/** Wiring only: config → database → repositories → listeners. */
+export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+  const db = await openDb(config);
+  await migrate(db);
+  const signingKey = loadSigningKey(config.keysDir);
+  fs.mkdirSync(config.reposDir, { recursive: true });
+  const gitEnv = baseGitEnv(config.dataDir);
+
+  const hooks = new HookServer(db, gitEnv, log.child({ mod: 'hook' }));
+  await hooks.listen();
+  await prepareRepos(db, config, gitEnv, log);
+  await settleLeftovers(db, hooks, config, log);
+
+  let httpPort = config.httpPort;
+  const app = createHttpApp({ config, db, log, signingKey, gitEnv, hooks,
+    publicUrl: () => config.publicUrl ?? `http://${config.bind.includes(':') ? `[${config.bind}]` : config.bind}:${httpPort}`,
+    sshPort: () => config.sshPort });
+  const server: http.Server = await listenHttp(app, config.httpPort, config.bind);
+  httpPort = (server.address() as net.AddressInfo).port;
+  log.info({ http_port: httpPort, bind: config.bind, data_dir: config.dataDir }, `cairn listening: http on ${config.bind}:${httpPort}`);
+
+  return {
+    httpPort,
+    async stop() {
+      await new Promise<void>((resolve) => { server.close(() => resolve()); server.closeIdleConnections(); });
+      await hooks.close();
+      await db.destroy();
+    },
+  };
+}
+
+/** Every repository gets the current hook and settings, so an upgrade reaches repositories made by an older Cairn. */
+async function prepareRepos(db: Knex, config: Config, gitEnv: NodeJS.ProcessEnv, log: Logger): Promise<void> {
+  let rewired = 0;
+  for (const repo of await store.allRepos(db)) {
+    const dir = repoPath(config.reposDir, repo.tenantName, repo.name);
+    if (!fs.existsSync(dir)) { log.error({ repo: `${repo.tenantName}/${repo.name}`, dir }, 'repository missing on disk'); continue; }
+    if (await wireRepo(gitEnv, config.hooksDir, dir)) rewired++;
+    if (clearOwnStaleLock(dir)) log.warn({ dir }, 'cleared a push lock left by a previous process');
+  }
+  if (rewired > 0) log.info({ rewired }, 'repositories re-wired to the current hooks and settings');
+}
+
+/**
+ * Pushes this host allowed but never settled (the server was killed): wait for any receive-pack that outlived
+ * its server, then record exactly what landed on disk. Nothing is lost and nothing is counted twice.
+ */
+async function settleLeftovers(db: Knex, hooks: HookServer, config: Config, log: Logger): Promise<void> {
+  const pending = await store.pendingPushes(db, os.hostname());
+  for (const push of pending) {
+    const deadline = Date.now() + 20_000;
+    while (push.pid && isProcessAlive(push.pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const repo = await store.findRepoById(db, push.repoId);
+    if (!repo) continue;
+    await hooks.settle(push.id, repoPath(config.reposDir, repo.tenantName, repo.name));
+  }
+  if (pending.length > 0) log.info({ settled: pending.length }, 'settled pushes left pending by a previous process');
+}

@@ -1,0 +1,40 @@
+import { Db, now } from '../db';
+
+export type Role = 'read' | 'write' | 'admin';
+export type Scope = { kind: 'tenant' | 'repo'; id: number };
+export type Member = { userId: number; userName: string; role: Role; createdAt: string };
+
+const table = (s: Scope) => (s.kind === 'tenant' ? 'tenant_members' : 'repo_members');
+const column = (s: Scope) => (s.kind === 'tenant' ? 'tenant_id' : 'repo_id');
+
+/** Grants or changes a role; returns true when the grant is new. */
+export async function putMember(db: Db, scope: Scope, userId: number, role: Role): Promise<boolean> {
+  const where = { [column(scope)]: scope.id, user_id: userId };
+  const changed = await db(table(scope)).where(where).update({ role });
+  if (changed > 0) return false;
+  await db(table(scope)).insert({ ...where, role, created_at: now() });
+  return true;
+}
+
+export async function removeMember(db: Db, scope: Scope, userId: number): Promise<boolean> {
+  return (await db(table(scope)).where({ [column(scope)]: scope.id, user_id: userId }).delete()) > 0;
+}
+
+export async function listMembers(db: Db, scope: Scope): Promise<Member[]> {
+  const rows = await db(table(scope)).join('users', 'users.id', `${table(scope)}.user_id`)
+    .where(column(scope), scope.id).orderBy(`${table(scope)}.id`)
+    .select('users.id as user_id', 'users.name as user_name', 'role', `${table(scope)}.created_at as created_at`);
+  return rows.map((r: { user_id: number; user_name: string; role: Role; created_at: string }) =>
+    ({ userId: r.user_id, userName: r.user_name, role: r.role, createdAt: r.created_at }));
+}
+
+export async function findRole(db: Db, scope: Scope, userId: number): Promise<Role | null> {
+  const row = await db(table(scope)).where({ [column(scope)]: scope.id, user_id: userId }).first('role');
+  return row ? (row.role as Role) : null;
+}
+
+export async function hasAnyRepoGrantInTenant(db: Db, tenantId: number, userId: number): Promise<boolean> {
+  const row = await db('repo_members').join('repos', 'repos.id', 'repo_members.repo_id')
+    .where({ 'repos.tenant_id': tenantId, 'repo_members.user_id': userId }).first('repo_members.id');
+  return Boolean(row);
+}

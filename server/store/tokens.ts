@@ -1,0 +1,28 @@
+import { Db, now } from '../db';
+
+type TokenRow = { id: string; user_id: number; created_at: string; expires_at: string; revoked_at: string | null };
+export type TokenRecord = { id: string; userId: number; createdAt: string; expiresAt: string; revokedAt: string | null };
+const toToken = (r: TokenRow): TokenRecord =>
+  ({ id: r.id, userId: r.user_id, createdAt: r.created_at, expiresAt: r.expires_at, revokedAt: r.revoked_at });
+
+export async function insertToken(db: Db, id: string, userId: number, expiresAt: string): Promise<TokenRecord> {
+  const row: TokenRow = { id, user_id: userId, created_at: now(), expires_at: expiresAt, revoked_at: null };
+  await db('tokens').insert(row);
+  return toToken(row);
+}
+
+export async function findToken(db: Db, id: string): Promise<TokenRecord | null> {
+  const row = await db<TokenRow>('tokens').where('id', id).first();
+  return row ? toToken(row) : null;
+}
+
+/** Oldest first; tokens are few per user, so ordering by creation then id is enough for paging. */
+export async function listTokens(db: Db, userId: number): Promise<TokenRecord[]> {
+  return (await db<TokenRow>('tokens').where('user_id', userId).orderBy([{ column: 'created_at' }, { column: 'id' }])).map(toToken);
+}
+
+/** Returns false when there was no such live token of that user. */
+export async function revokeToken(db: Db, userId: number, id: string): Promise<boolean> {
+  const n = await db('tokens').where({ id, user_id: userId }).whereNull('revoked_at').update({ revoked_at: now() });
+  return n > 0;
+}

@@ -1,0 +1,172 @@
+import crypto from 'node:crypto';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { Knex, now } from '../../db';
+import { Logger } from '../../log';
+import * as store from '../../store';
+import type { Repo } from '../../store';
+import { decidePush, refusalLine, Refusal } from '../../policy';
+import { acquirePushLock, gatherFacts, LockTimeout, readRefs } from '../../git';
+import { recordPendingPush, settlePush } from '../../events';
+import { metrics } from '../../metrics';
+
+/**
+ * The loopback listener hooks/pre-receive talks to. A push session binds a random token to (who, repo,
+ * transport) for exactly as long as its receive-pack runs; the token is the hook's only credential.
+ */
+export type PushSession = {
+  env: Record<string, string>;
+  /** Call with receive-pack's pid once it is spawned, so a restarted server can wait for an orphan. */
+  setPid(pid: number | undefined): void;
+  /** Call when receive-pack has exited: records what landed and lets the next push in. */
+  finish(): Promise<void>;
+};
+export type PushActor = { userName: string; userId: number | null; transport: 'http' | 'ssh' | 'internal' };
+
+type SessionState = { actor: PushActor; repo: Repo; repoPath: string; pid: number | null; used: boolean;
+  pushId: number | null; release: (() => void) | null };
+
+const LOCK_WAIT_MS = 45_000;
+const MAX_HOOK_INPUT = 8 * 1024 * 1024;
+const UPDATE_LINE = /^([0-9a-f]{40}) ([0-9a-f]{40}) (refs\/\S+)$/;
+
+export class HookServer {
+  private readonly sessions = new Map<string, SessionState>();
+  private server: net.Server | null = null;
+  port = 0;
+
+  constructor(private readonly db: Knex, private readonly gitEnv: NodeJS.ProcessEnv, private readonly log: Logger) {}
+
+  async listen(): Promise<void> {
+    this.server = net.createServer((socket) => this.onConnection(socket));
+    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    this.port = (this.server.address() as net.AddressInfo).port;
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+
+  open(actor: PushActor, repo: Repo, repoPath: string): PushSession {
+    const token = crypto.randomBytes(32).toString('hex');
+    const key = sessionKey(token);
+    const state: SessionState = { actor, repo, repoPath, pid: null, used: false, pushId: null, release: null };
+    this.sessions.set(key, state);
+    return {
+      env: { CAIRN_HOOK_PORT: String(this.port), CAIRN_PUSH_TOKEN: token },
+      setPid: (pid) => { state.pid = pid ?? null; },
+      finish: async () => {
+        this.sessions.delete(key);
+        try {
+          if (state.pushId !== null) await this.settle(state.pushId, state.repoPath);
+        } finally {
+          state.release?.();
+        }
+      },
+    };
+  }
+
+  /** Records what a finished receive-pack left on disk. */
+  async settle(pushId: number, repoPath: string): Promise<void> {
+    const push = await store.findPush(this.db, pushId);
+    if (!push) return;
+    const disk = await readRefs(this.gitEnv, repoPath, push.updates.map((u) => u.ref));
+    const outcome = await settlePush(this.db, pushId, disk);
+    if (outcome === 'accepted') metrics.pushesAccepted.inc({ transport: push.transport });
+    this.log.info({ push_id: pushId, outcome }, 'push settled');
+  }
+
+  private onConnection(socket: net.Socket): void {
+    let input = Buffer.alloc(0);
+    let done = false;
+    socket.setTimeout(120_000, () => socket.destroy());
+    socket.on('error', (err) => this.log.warn({ err }, 'hook connection error'));
+    socket.on('data', (chunk: Buffer) => {
+      if (done) return;
+      input = Buffer.concat([input, chunk]);
+      if (input.length > MAX_HOOK_INPUT) { done = true; reply(socket, [refusalText('CAIRN_BAD_HOOK_INPUT', 'push has too many refs')]); return; }
+      const text = input.toString('utf8');
+      if (!text.endsWith('\nend\n')) return;
+      done = true;
+      this.verdict(text.slice(0, -'end\n'.length).split('\n').filter((l, i, a) => i < a.length - 1 || l !== ''))
+        .then((lines) => reply(socket, lines))
+        .catch((err) => {
+          this.log.error({ err }, 'pre-receive failed');
+          reply(socket, [refusalText('CAIRN_INTERNAL', 'the server could not decide; push refused')]);
+        });
+    });
+  }
+
+  /** The server side of pre-receive: ['ok'] or one `refuse` line per refused ref. */
+  private async verdict(lines: string[]): Promise<string[]> {
+    const [hello, objects, alternates, quarantine, ...updateLines] = lines;
+    const token = /^pre-receive ([0-9a-f]{64})$/.exec(hello ?? '')?.[1];
+    const state = token ? this.sessions.get(sessionKey(token)) : undefined;
+    if (!state || state.used) return [refusalText('CAIRN_NO_SESSION', 'unknown or finished push session; push refused')];
+    state.used = true;
+    const objectEnv = quarantineEnv(state.repoPath, objects, alternates, quarantine);
+    if (!objectEnv) return [refusalText('CAIRN_BAD_HOOK_INPUT', 'object directories outside the repository')];
+    const updates = [];
+    for (const line of updateLines) {
+      const m = UPDATE_LINE.exec(line);
+      if (!m) return [refusalText('CAIRN_BAD_HOOK_INPUT', 'malformed ref update from git')];
+      updates.push({ oldId: m[1], newId: m[2], ref: m[3] });
+    }
+    if (updates.length === 0) return [refusalText('CAIRN_BAD_HOOK_INPUT', 'push without ref updates')];
+    try {
+      state.release = await acquirePushLock(state.repoPath, LOCK_WAIT_MS);
+    } catch (err) {
+      if (err instanceof LockTimeout) return [refusalText('CAIRN_REPO_BUSY', 'another push to this repository took too long; try again')];
+      throw err;
+    }
+    try {
+      const repo = (await store.findRepoById(this.db, state.repo.id)) ?? state.repo;
+      const facts = await gatherFacts(this.gitEnv, state.repoPath, updates, objectEnv);
+      const refusals = decidePush(repo, updates, facts);
+      if (refusals.length > 0) {
+        this.refused(state, refusals);
+        state.release(); state.release = null;
+        return refusals.map((r) => `refuse ${refusalLine(r)}`);
+      }
+      state.pushId = await recordPendingPush(this.db, { repoId: repo.id, userName: state.actor.userName,
+        userId: state.actor.userId, transport: state.actor.transport, at: now(), host: os.hostname(), pid: state.pid, updates });
+      this.log.info({ push_id: state.pushId, repo: `${repo.tenantName}/${repo.name}`, user: state.actor.userName,
+        transport: state.actor.transport, refs: updates.length }, 'push allowed');
+      return ['ok'];
+    } catch (err) {
+      state.release?.(); state.release = null;
+      throw err;
+    }
+  }
+
+  private refused(state: SessionState, refusals: Refusal[]): void {
+    for (const r of refusals) metrics.pushesRefused.inc({ code: r.code });
+    this.log.info({ repo: `${state.repo.tenantName}/${state.repo.name}`, user: state.actor.userName,
+      refusals: refusals.map(refusalLine) }, 'push refused');
+  }
+}
+
+const sessionKey = (token: string): string => crypto.createHash('sha256').update(token).digest('hex');
+
+const refusalText = (code: string, reason: string): string => `refuse ${code}: ${reason}`;
+
+function reply(socket: net.Socket, lines: string[]): void {
+  socket.end(lines.map((l) => `${l}\n`).join('') + (lines[0] === 'ok' ? '' : 'end\n'));
+}
+
+/** The quarantine git hands its hook must lie inside the session's own repository. */
+function quarantineEnv(repoPath: string, objects?: string, alternates?: string, quarantine?: string): Record<string, string> | null {
+  const inside = (p: string) => path.resolve(repoPath, p).startsWith(path.resolve(repoPath) + path.sep);
+  const o = /^objects (.*)$/.exec(objects ?? '')?.[1];
+  const a = /^alternates (.*)$/.exec(alternates ?? '')?.[1];
+  const q = /^quarantine (.*)$/.exec(quarantine ?? '')?.[1];
+  if (o === undefined || a === undefined || q === undefined) return null;
+  const alternateList = a ? a.split(':') : [];
+  if ((o && !inside(o)) || alternateList.some((d) => !inside(d)) || (q && !inside(q))) return null;
+  const env: Record<string, string> = {};
+  if (o) env.GIT_OBJECT_DIRECTORY = path.resolve(repoPath, o);
+  if (a) env.GIT_ALTERNATE_OBJECT_DIRECTORIES = alternateList.map((d) => path.resolve(repoPath, d)).join(':');
+  if (q) env.GIT_QUARANTINE_PATH = path.resolve(repoPath, q);
+  return env;
+}

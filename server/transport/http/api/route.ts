@@ -1,0 +1,45 @@
+import type { Context } from 'koa';
+import type { Knex } from '../../../db';
+import type { Config } from '../../../config';
+import type { Logger } from '../../../log';
+import type { Principal } from '../../../auth';
+import type { HookServer } from '../../hook';
+
+/** What every route handler is handed: wiring is explicit, there are no globals. */
+export type ApiDeps = {
+  config: Config;
+  db: Knex;
+  log: Logger;
+  signingKey: Buffer;
+  gitEnv: NodeJS.ProcessEnv;
+  hooks: HookServer;
+  /** The base of URLs the API returns: CAIRN_PUBLIC_URL, or the bound address. */
+  publicUrl: () => string;
+  sshPort: () => number;
+};
+
+export type JsonSchema = Record<string, unknown>;
+
+export type ApiRequest = {
+  params: Record<string, string>;
+  query: Record<string, string | string[] | undefined>;
+  body: any;
+  principal: Principal;
+  deps: ApiDeps;
+  ctx: Context;
+};
+export type ApiResponse = { status: number; body?: unknown; headers?: Record<string, string> };
+
+/** One route: how it is served and how the OpenAPI document describes it come from this one object. */
+export type Route = {
+  method: 'get' | 'post' | 'put' | 'patch' | 'delete';
+  /** OpenAPI form, relative to /api/v1: `/repos/{tenant}/{repo}`. */
+  path: string;
+  summary: string;
+  /** Who may call it, in words, for the document. */
+  access: string;
+  body?: JsonSchema;
+  paged?: boolean;
+  responses: Record<number, { description: string; schema?: JsonSchema }>;
+  handler: (req: ApiRequest) => Promise<ApiResponse>;
+};
