@@ -36,6 +36,7 @@ function repoSettings(hooksDir: string): [string, string][] {
 export async function initRepo(env: NodeJS.ProcessEnv, hooksDir: string, dir: string): Promise<void> {
   fs.mkdirSync(path.dirname(dir), { recursive: true });
   await git(['init', '--bare', '--quiet', '--', dir], { env });
+  await git(['symbolic-ref', 'HEAD', 'refs/heads/main'], { cwd: dir, env });
   await wireRepo(env, hooksDir, dir);
 }
 
@@ -103,6 +104,18 @@ export async function gatherFacts(env: NodeJS.ProcessEnv, dir: string, updates: 
     facts.set(u.ref, f);
   }
   return facts;
+}
+
+/**
+ * Like GitHub, the first branch pushed becomes the default when HEAD names none that exists: a clone
+ * then checks something out. HEAD is a symbolic ref, not history, so this rewrites nothing.
+ */
+export async function adoptDefaultBranch(env: NodeJS.ProcessEnv, dir: string, createdBranches: readonly string[]): Promise<void> {
+  if (createdBranches.length === 0) return;
+  const head = (await git(['symbolic-ref', 'HEAD'], { cwd: dir, env })).trim();
+  if ((await readRefs(env, dir, [head])).has(head)) return;
+  const pick = createdBranches.find((b) => b === 'refs/heads/main') ?? createdBranches.find((b) => b === 'refs/heads/master') ?? createdBranches[0];
+  await git(['symbolic-ref', 'HEAD', pick], { cwd: dir, env });
 }
 
 export async function fsck(env: NodeJS.ProcessEnv, dir: string): Promise<{ ok: boolean; output: string }> {

@@ -18,6 +18,7 @@ export function run(cmd: string, args: string[], opts: { cwd?: string; env?: Nod
     child.stderr.on('data', (b) => err.push(b));
     child.on('error', reject);
     child.on('close', (code) => resolve({ code: code ?? -1, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }));
+    child.stdin.on('error', () => { /* the program did not read its input; its exit code tells */ });
     child.stdin.end(opts.input ?? '');
   });
 }

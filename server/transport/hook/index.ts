@@ -7,7 +7,7 @@ import { Logger } from '../../log';
 import * as store from '../../store';
 import type { Repo } from '../../store';
 import { decidePush, refusalLine, Refusal } from '../../policy';
-import { acquirePushLock, gatherFacts, LockTimeout, readRefs } from '../../git';
+import { acquirePushLock, adoptDefaultBranch, gatherFacts, LockTimeout, readRefs } from '../../git';
 import { recordPendingPush, settlePush } from '../../events';
 import { metrics } from '../../metrics';
 
@@ -73,7 +73,11 @@ export class HookServer {
     if (!push) return;
     const disk = await readRefs(this.gitEnv, repoPath, push.updates.map((u) => u.ref));
     const outcome = await settlePush(this.db, pushId, disk);
-    if (outcome === 'accepted') metrics.pushesAccepted.inc({ transport: push.transport });
+    if (outcome === 'accepted') {
+      metrics.pushesAccepted.inc({ transport: push.transport });
+      const created = push.updates.filter((u) => u.ref.startsWith('refs/heads/') && disk.get(u.ref) === u.newId && /^0{40}$/.test(u.oldId));
+      await adoptDefaultBranch(this.gitEnv, repoPath, created.map((u) => u.ref));
+    }
     this.log.info({ push_id: pushId, outcome }, 'push settled');
   }
 
