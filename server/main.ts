@@ -32,7 +32,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     sshPort: () => config.sshPort });
   const server: http.Server = await listenHttp(app, config.httpPort, config.bind);
   httpPort = (server.address() as net.AddressInfo).port;
-  log.info({ http_port: httpPort, bind: config.bind, data_dir: config.dataDir }, `cairn listening: http on ${config.bind}:${httpPort}`);
+  log.info({ http_port: httpPort, hook_port: hooks.port, bind: config.bind, data_dir: config.dataDir },
+    `cairn listening: http on ${config.bind}:${httpPort}`);
 
   return {
     httpPort,
