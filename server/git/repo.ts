@@ -56,7 +56,9 @@ export async function wireRepo(env: NodeJS.ProcessEnv, hooksDir: string, dir: st
 export async function readRefs(env: NodeJS.ProcessEnv, dir: string, refs: readonly string[]): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   if (refs.length === 0) return out;
-  const stdout = await git(['for-each-ref', '--format=%(objectname) %(refname)', '--', ...refs], { cwd: dir, env });
+  // Naming a few refs is cheapest; for a big push (thousands of tags) one listing of all keeps the argv short.
+  const patterns = refs.length <= 64 ? refs : ['refs/heads', 'refs/tags'];
+  const stdout = await git(['for-each-ref', '--format=%(objectname) %(refname)', '--', ...patterns], { cwd: dir, env });
   const wanted = new Set(refs);
   for (const line of stdout.split('\n')) {
     const sp = line.indexOf(' ');

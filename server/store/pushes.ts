@@ -1,5 +1,7 @@
 import { Db } from '../db';
 
+const BATCH = 500;
+
 export type PushState = 'pending' | 'accepted' | 'void';
 export type PushUpdate = { ref: string; oldId: string; newId: string; applied: boolean | null };
 export type Push = { id: number; repoId: number; state: PushState; userName: string; userId: number | null;
@@ -32,7 +34,11 @@ export async function insertPendingPush(db: Db, p: NewPush): Promise<number> {
   const [row] = await db('pushes').insert({ repo_id: p.repoId, state: 'pending', user_name: p.userName,
     user_id: p.userId, transport: p.transport, at: p.at, host: p.host, pid: p.pid }).returning('id');
   const id = typeof row === 'object' ? (row as { id: number }).id : (row as number);
-  await db('push_updates').insert(p.updates.map((u) => ({ push_id: id, ref: u.ref, old_id: u.oldId, new_id: u.newId, applied: null })));
+  // Batches keep a push of thousands of tags under both engines' limits on bound parameters.
+  for (let i = 0; i < p.updates.length; i += BATCH) {
+    await db('push_updates').insert(p.updates.slice(i, i + BATCH)
+      .map((u) => ({ push_id: id, ref: u.ref, old_id: u.oldId, new_id: u.newId, applied: null })));
+  }
   return id;
 }
 
@@ -65,8 +71,9 @@ export async function markVoid(db: Db, id: number, settledAt: string): Promise<v
 
 async function setApplied(db: Db, pushId: number, appliedRefs: ReadonlySet<string>): Promise<void> {
   await db('push_updates').where('push_id', pushId).update({ applied: false });
-  if (appliedRefs.size > 0) {
-    await db('push_updates').where('push_id', pushId).whereIn('ref', [...appliedRefs]).update({ applied: true });
+  const refs = [...appliedRefs];
+  for (let i = 0; i < refs.length; i += BATCH) {
+    await db('push_updates').where('push_id', pushId).whereIn('ref', refs.slice(i, i + BATCH)).update({ applied: true });
   }
 }
 

@@ -28,7 +28,7 @@ type SessionState = { actor: PushActor; repo: Repo; repoPath: string; pid: numbe
   pushId: number | null; release: (() => void) | null };
 
 const LOCK_WAIT_MS = 45_000;
-const MAX_HOOK_INPUT = 8 * 1024 * 1024;
+const MAX_HOOK_INPUT = 64 * 1024 * 1024;
 const UPDATE_LINE = /^([0-9a-f]{40}) ([0-9a-f]{40}) (refs\/\S+)$/;
 
 export class HookServer {
@@ -82,17 +82,21 @@ export class HookServer {
   }
 
   private onConnection(socket: net.Socket): void {
-    let input = Buffer.alloc(0);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let tail = '';
     let done = false;
     socket.setTimeout(120_000, () => socket.destroy());
     socket.on('error', (err) => this.log.warn({ err }, 'hook connection error'));
     socket.on('data', (chunk: Buffer) => {
       if (done) return;
-      input = Buffer.concat([input, chunk]);
-      if (input.length > MAX_HOOK_INPUT) { done = true; reply(socket, [refusalText('CAIRN_BAD_HOOK_INPUT', 'push has too many refs')]); return; }
-      const text = input.toString('utf8');
-      if (!text.endsWith('\nend\n')) return;
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size > MAX_HOOK_INPUT) { done = true; reply(socket, [refusalText('CAIRN_BAD_HOOK_INPUT', 'push has too many refs')]); return; }
+      tail = (tail + chunk.toString('latin1')).slice(-5);
+      if (tail !== '\nend\n') return;
       done = true;
+      const text = Buffer.concat(chunks).toString('utf8');
       this.verdict(text.slice(0, -'end\n'.length).split('\n').filter((l, i, a) => i < a.length - 1 || l !== ''))
         .then((lines) => reply(socket, lines))
         .catch((err) => {

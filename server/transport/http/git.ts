@@ -15,6 +15,7 @@ import type { ApiDeps } from './api';
 /** `/TENANT/REPO.git/info/refs`, `/TENANT/REPO.git/git-upload-pack`, `/TENANT/REPO.git/git-receive-pack` (`.git` optional). */
 const GIT_PATH = /^\/([^/]+)\/([^/]+?)(?:\.git)?\/(info\/refs|git-upload-pack|git-receive-pack)$/;
 const MAX_UPLOAD_REQUEST = 64 * 1024 * 1024;
+const MAX_COMMAND_LIST = 64 * 1024 * 1024;
 
 export const matchGitPath = (path: string) => {
   const m = GIT_PATH.exec(path);
@@ -92,7 +93,7 @@ async function receivePack(ctx: Context, deps: ApiDeps, principal: Principal, re
   }
   let request: ReceiveRequest;
   try {
-    request = await readUntil(body, parseReceiveRequest);
+    request = await readCommandList(body, parseReceiveRequest, MAX_COMMAND_LIST);
   } catch (err) {
     if (err instanceof PktLineError) throw new CairnError('malformed_request', `malformed push request: ${err.message}`);
     throw new CairnError('malformed_request', `unreadable push request: ${(err as Error).message}`);
@@ -124,20 +125,44 @@ async function receivePack(ctx: Context, deps: ApiDeps, principal: Principal, re
   ctx.body = child.stdout;
 }
 
-/** Reads from `stream` until `parse` can answer; the stream is left paused after the bytes it consumed. */
-function readUntil<T>(stream: Readable, parse: (buf: Buffer) => T | null): Promise<T> {
+/**
+ * Reads the pkt-lines up to the first flush (a push's command list, which may name 100,000 tags) and hands
+ * them, with whatever pack bytes came along, to `parse`. Linear in the size: the buffer grows by doubling
+ * and each pkt header is looked at once. The stream is left paused right after the bytes it consumed.
+ */
+function readCommandList<T>(stream: Readable, parse: (buf: Buffer) => T | null, maxBytes: number): Promise<T> {
   return new Promise((resolve, reject) => {
-    let buf = Buffer.alloc(0);
+    let buf = Buffer.alloc(64 * 1024);
+    let size = 0;
+    let scan = 0;
     const cleanup = () => { stream.off('data', onData); stream.off('end', onEnd); stream.off('error', onError); };
-    const onData = (chunk: Buffer) => {
-      buf = Buffer.concat([buf, chunk]);
-      try {
-        const result = parse(buf);
-        if (result !== null) { cleanup(); stream.pause(); resolve(result); }
-      } catch (err) { cleanup(); stream.resume(); reject(err); }
+    const finish = (err: unknown, result?: T) => {
+      cleanup();
+      if (err) { stream.resume(); reject(err); } else { stream.pause(); resolve(result as T); }
     };
-    const onEnd = () => { cleanup(); reject(new PktLineError('request ended inside the command list')); };
-    const onError = (err: Error) => { cleanup(); reject(err); };
+    const onData = (chunk: Buffer) => {
+      if (size + chunk.length > buf.length) {
+        const grown = Buffer.alloc(Math.max(buf.length * 2, size + chunk.length));
+        buf.copy(grown, 0, 0, size);
+        buf = grown;
+      }
+      chunk.copy(buf, size);
+      size += chunk.length;
+      while (size - scan >= 4) {
+        const head = buf.toString('latin1', scan, scan + 4);
+        const len = /^[0-9a-f]{4}$/.test(head) ? parseInt(head, 16) : -1;
+        if (len === 0 || len === -1 || (len > 0 && len < 4)) {
+          // A flush, or framing the parser will name: either way it decides now.
+          try { const r = parse(buf.subarray(0, size)); return finish(r === null ? new PktLineError('incomplete command list') : null, r ?? undefined); }
+          catch (err) { return finish(err); }
+        }
+        if (size - scan < len) break;
+        scan += len;
+      }
+      if (size > maxBytes) finish(new PktLineError('push command list too long'));
+    };
+    const onEnd = () => finish(new PktLineError('request ended inside the command list'));
+    const onError = (err: Error) => finish(err);
     stream.on('data', onData); stream.on('end', onEnd); stream.on('error', onError);
   });
 }
