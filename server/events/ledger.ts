@@ -23,19 +23,19 @@ export const recordPendingPush = store.insertPendingPush;
  * Runs once per push (the state guard), so a push is never recorded twice.
  */
 export async function settlePush(db: Knex, pushId: number,
-  diskRefs: ReadonlyMap<string, string>): Promise<'accepted' | 'void' | 'already'> {
+  diskRefs: ReadonlyMap<string, string>): Promise<{ outcome: 'accepted' | 'void' | 'already'; seq: number | null }> {
   return db.transaction(async (trx) => {
     const push = await store.findPush(trx, pushId);
-    if (!push || push.state !== 'pending') return 'already';
+    if (!push || push.state !== 'pending') return { outcome: 'already', seq: push?.seq ?? null };
     const applied = push.updates.filter((u) => (diskRefs.get(u.ref) ?? ZERO_ID) === u.newId);
     const settledAt = now();
-    if (applied.length === 0) { await store.markVoid(trx, pushId, settledAt); return 'void'; }
+    if (applied.length === 0) { await store.markVoid(trx, pushId, settledAt); return { outcome: 'void', seq: null }; }
     const head = await store.ledgerHead(trx, push.repoId);
     const seq = (head?.seq ?? 0) + 1;
     const prevHash = head?.hash ?? GENESIS_HASH;
     const hash = entryHash(prevHash, { ...push, seq, updates: applied });
     await store.markAccepted(trx, pushId, { seq, prevHash, hash, settledAt }, new Set(applied.map((u) => u.ref)));
-    return 'accepted';
+    return { outcome: 'accepted', seq };
   });
 }
 

@@ -49,7 +49,11 @@ export function parseReceiveRequest(buf: Buffer): ReceiveRequest | null {
     if (!m) throw new PktLineError(`malformed push command "${line.slice(0, 120).replace(/[^\x20-\x7e]/g, '?')}"`);
     commands.push({ oldId: m[1], newId: m[2], ref: m[3] });
   }
-  if (commands.length === 0) throw new PktLineError('push without commands');
+  // A lone flush is git's probe before a large chunked push (remote-curl's probe_rpc): no commands, no pack.
+  if (commands.length === 0) {
+    if (passThrough.length > 0 || buf.length > offset) throw new PktLineError('push without commands');
+    return { commands, capabilities, head: FLUSH, rest: Buffer.alloc(0) };
+  }
   const caps = capabilities.includes('atomic') ? capabilities : [...capabilities, 'atomic'];
   const encoded = commands.map((c, i) =>
     pkt(`${c.oldId} ${c.newId} ${c.ref}${i === 0 ? `\0${caps.join(' ')}` : ''}\n`));

@@ -1,5 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import zlib from 'node:zlib';
 import { commit, git, gitEnvRun, must, startTestServer, TestServer, tmpDir, workTree } from '../harness';
 import { FLUSH, pkt } from '../../server/git';
@@ -152,6 +153,13 @@ describe('smart HTTP with the real git client', () => {
     assert.equal(dumb.status, 400);
     assert.equal((await git(tmpDir(), 'clone', '-q', server.url('acme/app', { user: 'alice', token: alice }), 'ok')).code, 0);
     assert.equal((await git(server.repoDir('acme/app'), 'fsck', '--strict')).code, 0);
+  });
+
+  it('takes a push larger than git\'s post buffer (chunked, after a probe request)', async () => {
+    const big = await commit(work, 'big.bin', crypto.randomBytes(3 * 1024 * 1024).toString('base64'));
+    const push = await git(work, 'push', 'origin', 'main');
+    assert.equal(push.code, 0, push.stderr);
+    assert.equal((await server.diskRefs('acme/app')).get('refs/heads/main'), big);
   });
 
   it('refuses a pack that is not a pack, and changes nothing', async () => {

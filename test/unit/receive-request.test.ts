@@ -25,11 +25,15 @@ describe('receive-pack request parsing', () => {
 
   it('refuses malformed framing and commands with a clear error', () => {
     const bad = [Buffer.from('zzzz'), Buffer.from('0003'), pkt('hello\n'), Buffer.concat([pkt(`${Z} ${A} refs/heads/x\n`), FLUSH]),
-      Buffer.concat([pkt(`${Z} ${A.slice(1)} refs/heads/x\0caps\n`), FLUSH]), FLUSH,
+      Buffer.concat([pkt(`${Z} ${A.slice(1)} refs/heads/x\0caps\n`), FLUSH]), Buffer.from('0000PACK'),
       Buffer.concat([pkt(`${Z} ${A} main\0caps\n`), FLUSH])];
     for (const b of bad) assert.throws(() => parseReceiveRequest(b), PktLineError, b.toString());
     assert.throws(() => checkPktStream(Buffer.from('GET / HTTP/1.1\r\n')), PktLineError);
     assert.doesNotThrow(() => checkPktStream(Buffer.concat([pkt('command=ls-refs\n'), FLUSH])));
+  });
+
+  it('takes a lone flush as git\'s probe before a large push: no commands, nothing else', () => {
+    assert.deepEqual(parseReceiveRequest(FLUSH)?.commands, []);
   });
 
   it('answers a refusal the way receive-pack would: per-ref ng lines inside side-band 1, messages on band 2', () => {

@@ -7,7 +7,7 @@ import { Logger } from '../../log';
 import * as store from '../../store';
 import type { Repo } from '../../store';
 import { decidePush, refusalLine, Refusal } from '../../policy';
-import { acquirePushLock, adoptDefaultBranch, gatherFacts, LockTimeout, readRefs } from '../../git';
+import { acquirePushLock, adoptDefaultBranch, gatherFacts, LockTimeout, packRefs, readRefs } from '../../git';
 import { recordPendingPush, settlePush } from '../../events';
 import { metrics } from '../../metrics';
 
@@ -72,11 +72,15 @@ export class HookServer {
     const push = await store.findPush(this.db, pushId);
     if (!push) return;
     const disk = await readRefs(this.gitEnv, repoPath, push.updates.map((u) => u.ref));
-    const outcome = await settlePush(this.db, pushId, disk);
+    const { outcome, seq } = await settlePush(this.db, pushId, disk);
     if (outcome === 'accepted') {
       metrics.pushesAccepted.inc({ transport: push.transport });
       const created = push.updates.filter((u) => u.ref.startsWith('refs/heads/') && disk.get(u.ref) === u.newId && /^0{40}$/.test(u.oldId));
       await adoptDefaultBranch(this.gitEnv, repoPath, created.map((u) => u.ref));
+      if (shouldPackRefs(push.updates.length, seq ?? 0)) {
+        // Off the push path: git takes its own locks, so this runs safely beside the next push.
+        packRefs(this.gitEnv, repoPath).catch((err) => this.log.warn({ err, repo_path: repoPath }, 'pack-refs failed'));
+      }
     }
     this.log.info({ push_id: pushId, outcome }, 'push settled');
   }
@@ -154,6 +158,12 @@ export class HookServer {
       refusals: refusals.map(refusalLine) }, 'push refused');
   }
 }
+
+/**
+ * Loose refs make every ref advertisement read one file per ref. Packing after a push that brought many
+ * refs, and every so often otherwise, keeps a repository of 100,000 tags as fast to clone as a small one.
+ */
+const shouldPackRefs = (refsInPush: number, seq: number): boolean => refsInPush >= 32 || seq % 64 === 0;
 
 const sessionKey = (token: string): string => crypto.createHash('sha256').update(token).digest('hex');
 

@@ -99,6 +99,13 @@ async function receivePack(ctx: Context, deps: ApiDeps, principal: Principal, re
     throw new CairnError('malformed_request', `unreadable push request: ${(err as Error).message}`);
   }
   ctx.type = 'application/x-git-receive-pack-result';
+  if (request.commands.length === 0) {
+    // git's probe: answer as receive-pack does, with nothing, once the body is known to be just that flush.
+    const trailing = await getRawBody(body, { limit: 1 }).catch(() => null);
+    if (trailing === null || trailing.length > 0) throw new CairnError('malformed_request', 'push without commands');
+    ctx.body = Buffer.alloc(0);
+    return;
+  }
   // Deletes, tag moves and foreign namespaces are refused from the command list: no pack is unpacked for them.
   const early = decideCommands(repo, request.commands);
   if (early.length > 0) {

@@ -1,0 +1,84 @@
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+
+/**
+ * The reference server: git's own http-backend behind nginx + fcgiwrap on loopback, installed with apt
+ * when missing. Same git binary, same repositories, no Cairn.
+ */
+export type Reference = { port: number; url: (repo: string) => string; stop(): void };
+
+export function ensureInstalled(): void {
+  const missing = ['nginx', 'fcgiwrap'].filter((p) => spawnSync('sh', ['-c', `command -v ${p} || test -x /usr/sbin/${p}`]).status !== 0);
+  if (missing.length === 0) return;
+  const sudo = process.getuid?.() === 0 ? [] : ['sudo'];
+  process.stderr.write(`bench: installing ${missing.join(' ')} with apt-get\n`);
+  for (const args of [['apt-get', 'update', '-qq'], ['apt-get', 'install', '-y', '-qq', '--no-install-recommends', ...missing]]) {
+    const r = spawnSync(sudo[0] ?? args[0], sudo.length ? args : args.slice(1), { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+    if (r.status !== 0) throw new Error(`${args.join(' ')} failed`);
+  }
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); });
+  });
+}
+
+export async function startReference(projectRoot: string, workDir: string, fcgiChildren: number): Promise<Reference> {
+  const port = await freePort();
+  const sock = path.join(workDir, 'fcgiwrap.sock');
+  const backend = fs.existsSync('/usr/lib/git-core/git-http-backend') ? '/usr/lib/git-core/git-http-backend'
+    : path.join(spawnSync('git', ['--exec-path']).stdout.toString().trim(), 'git-http-backend');
+  const fcgi: ChildProcess = spawn('/usr/sbin/fcgiwrap', ['-c', String(fcgiChildren), '-s', `unix:${sock}`], { stdio: 'ignore' });
+  for (let i = 0; i < 100 && !fs.existsSync(sock); i++) await new Promise((r) => setTimeout(r, 20));
+  const conf = path.join(workDir, 'nginx.conf');
+  const user = process.getuid?.() === 0 ? 'user root;' : '';
+  fs.writeFileSync(conf, `${user}
+worker_processes 2;
+daemon off;
+pid ${workDir}/nginx.pid;
+error_log ${workDir}/nginx-error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path ${workDir}/body;
+  fastcgi_temp_path ${workDir}/fastcgi;
+  proxy_temp_path ${workDir}/proxy;
+  uwsgi_temp_path ${workDir}/uwsgi;
+  scgi_temp_path ${workDir}/scgi;
+  client_max_body_size 0;
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      fastcgi_pass unix:${sock};
+      fastcgi_buffering off;
+      fastcgi_request_buffering off;
+      include /etc/nginx/fastcgi_params;
+      fastcgi_param SCRIPT_FILENAME ${backend};
+      fastcgi_param GIT_PROJECT_ROOT ${projectRoot};
+      fastcgi_param GIT_HTTP_EXPORT_ALL "";
+      fastcgi_param PATH_INFO $uri;
+      fastcgi_param GIT_PROTOCOL $http_git_protocol;
+      fastcgi_param REMOTE_USER bench;
+    }
+  }
+}
+`);
+  const nginx: ChildProcess = spawn('/usr/sbin/nginx', ['-c', conf, '-p', workDir], { stdio: 'ignore' });
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const c = net.connect(port, '127.0.0.1', () => { c.end(); resolve(true); });
+      c.on('error', () => resolve(false));
+    });
+    if (ok) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return {
+    port,
+    url: (repo) => `http://127.0.0.1:${port}/${repo}.git`,
+    stop() { nginx.kill('SIGTERM'); fcgi.kill('SIGTERM'); },
+  };
+}
