@@ -101,8 +101,7 @@ async function receivePack(ctx: Context, deps: ApiDeps, principal: Principal, re
   ctx.type = 'application/x-git-receive-pack-result';
   if (request.commands.length === 0) {
     // git's probe: answer as receive-pack does, with nothing, once the body is known to be just that flush.
-    const trailing = await getRawBody(body, { limit: 1 }).catch(() => null);
-    if (trailing === null || trailing.length > 0) throw new CairnError('malformed_request', 'push without commands');
+    if (request.rest.length > 0 || (await remainingBytes(body)) > 0) throw new CairnError('malformed_request', 'push without commands');
     ctx.body = Buffer.alloc(0);
     return;
   }
@@ -171,6 +170,18 @@ function readCommandList<T>(stream: Readable, parse: (buf: Buffer) => T | null, 
     const onEnd = () => finish(new PktLineError('request ended inside the command list'));
     const onError = (err: Error) => finish(err);
     stream.on('data', onData); stream.on('end', onEnd); stream.on('error', onError);
+  });
+}
+
+/** Reads a stream to its end, counting (and dropping) what was left in it. */
+function remainingBytes(stream: Readable): Promise<number> {
+  if (stream.readableEnded) return Promise.resolve(0);
+  return new Promise((resolve, reject) => {
+    let n = 0;
+    stream.on('data', (chunk: Buffer) => { n += chunk.length; });
+    stream.once('end', () => resolve(n));
+    stream.once('error', reject);
+    stream.resume();
   });
 }
 
