@@ -7,7 +7,7 @@ import path from 'node:path';
  * The reference server: git's own http-backend behind nginx + fcgiwrap on loopback, installed with apt
  * when missing. Same git binary, same repositories, no Cairn.
  */
-export type Reference = { port: number; url: (repo: string) => string; stop(): void };
+export type Reference = { port: number; url: (repo: string) => string; pushUrl: (repo: string) => string; stop(): void };
 
 export function ensureInstalled(): void {
   const missing = ['nginx', 'fcgiwrap'].filter((p) => spawnSync('sh', ['-c', `command -v ${p} || test -x /usr/sbin/${p}`]).status !== 0);
@@ -52,6 +52,21 @@ http {
   client_max_body_size 0;
   server {
     listen 127.0.0.1:${port};
+    # Pushes need credentials here as on Cairn, so both pay the same 401 round trip git makes before it sends them.
+    location ~ ^/auth(/.*)$ {
+      auth_basic "git";
+      auth_basic_user_file ${workDir}/htpasswd;
+      fastcgi_pass unix:${sock};
+      fastcgi_buffering off;
+      fastcgi_request_buffering off;
+      include /etc/nginx/fastcgi_params;
+      fastcgi_param SCRIPT_FILENAME ${backend};
+      fastcgi_param GIT_PROJECT_ROOT ${projectRoot};
+      fastcgi_param GIT_HTTP_EXPORT_ALL "";
+      fastcgi_param PATH_INFO $1;
+      fastcgi_param GIT_PROTOCOL $http_git_protocol;
+      fastcgi_param REMOTE_USER $remote_user;
+    }
     location / {
       fastcgi_pass unix:${sock};
       fastcgi_buffering off;
@@ -62,11 +77,11 @@ http {
       fastcgi_param GIT_HTTP_EXPORT_ALL "";
       fastcgi_param PATH_INFO $uri;
       fastcgi_param GIT_PROTOCOL $http_git_protocol;
-      fastcgi_param REMOTE_USER bench;
     }
   }
 }
 `);
+  fs.writeFileSync(path.join(workDir, 'htpasswd'), 'bench:{PLAIN}secret\n');
   const nginx: ChildProcess = spawn('/usr/sbin/nginx', ['-c', conf, '-p', workDir], { stdio: 'ignore' });
   for (let i = 0; i < 100; i++) {
     const ok = await new Promise<boolean>((resolve) => {
@@ -79,6 +94,7 @@ http {
   return {
     port,
     url: (repo) => `http://127.0.0.1:${port}/${repo}.git`,
+    pushUrl: (repo) => `http://bench:secret@127.0.0.1:${port}/auth/${repo}.git`,
     stop() { nginx.kill('SIGTERM'); fcgi.kill('SIGTERM'); },
   };
 }

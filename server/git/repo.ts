@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { git, runGit } from './run';
+import { readRefsFromFiles } from './refs-files';
 
 const ZERO_ID = '0'.repeat(40);
 
@@ -93,18 +94,27 @@ export type UpdateFacts = { currentId: string; isFastForward?: boolean };
  * What the protection policy needs to know about each updated ref: its id on disk now and, for a branch
  * that exists, whether the new id descends from it. `objectEnv` lets git see the quarantined pack.
  */
+/**
+ * What the protection policy needs to know about each updated ref: its id on disk now (read under the push
+ * lock) and, for a branch, whether the new id descends from it. `ancestry` is what the hook found in the
+ * quarantine for old → new; it answers when the branch is still at old. Otherwise (someone pushed in
+ * between) git is asked about the current id, with `objectEnv` so it sees the quarantined pack.
+ */
 export async function gatherFacts(env: NodeJS.ProcessEnv, dir: string, updates: readonly { ref: string; oldId: string; newId: string }[],
-  objectEnv: Record<string, string>): Promise<Map<string, UpdateFacts>> {
-  // Both questions go to git at once: the ancestry check names the ref, so it needs no answer from the first.
-  // A branch that does not exist yet makes merge-base fail; it needs no ancestry anyway.
-  const branchUpdates = updates.filter((u) => u.ref.startsWith('refs/heads/') && u.newId !== ZERO_ID);
-  const [current, ancestry] = await Promise.all([
-    readRefs(env, dir, updates.map((u) => u.ref)),
-    Promise.all(branchUpdates.map((u) => isAncestor({ ...env, ...objectEnv }, dir, u.ref, u.newId).catch(() => undefined))),
-  ]);
+  ancestry: ReadonlyMap<string, boolean>, objectEnv: Record<string, string>): Promise<Map<string, UpdateFacts>> {
+  const refs = updates.map((u) => u.ref);
+  const current = readRefsFromFiles(dir, refs) ?? await readRefs(env, dir, refs);
   const facts = new Map<string, UpdateFacts>();
-  for (const u of updates) facts.set(u.ref, { currentId: current.get(u.ref) ?? ZERO_ID });
-  branchUpdates.forEach((u, i) => { facts.get(u.ref)!.isFastForward = ancestry[i]; });
+  for (const u of updates) {
+    const currentId = current.get(u.ref) ?? ZERO_ID;
+    const f: UpdateFacts = { currentId };
+    if (u.ref.startsWith('refs/heads/') && currentId !== ZERO_ID && u.newId !== ZERO_ID) {
+      // A failing merge-base (an id git cannot find) leaves the answer unknown, and the policy refuses.
+      f.isFastForward = currentId === u.oldId ? ancestry.get(u.ref)
+        : await isAncestor({ ...env, ...objectEnv }, dir, currentId, u.newId).catch(() => undefined);
+    }
+    facts.set(u.ref, f);
+  }
   return facts;
 }
 

@@ -6,7 +6,7 @@ import { Knex, now } from '../../db';
 import { Logger } from '../../log';
 import * as store from '../../store';
 import type { Repo } from '../../store';
-import { decidePush, refusalLine, Refusal } from '../../policy';
+import { decidePush, refusalLine, Refusal, RefUpdate } from '../../policy';
 import { acquirePushLock, adoptDefaultBranch, gatherFacts, LockTimeout, packRefs, readRefs } from '../../git';
 import { recordPendingPush, settlePush } from '../../events';
 import { metrics } from '../../metrics';
@@ -30,6 +30,7 @@ type SessionState = { actor: PushActor; repo: Repo; repoPath: string; pid: numbe
 const LOCK_WAIT_MS = 45_000;
 const MAX_HOOK_INPUT = 64 * 1024 * 1024;
 const UPDATE_LINE = /^([0-9a-f]{40}) ([0-9a-f]{40}) (refs\/\S+)$/;
+const ANCESTRY_LINE = /^ancestry (refs\/heads\/\S+) (yes|no)$/;
 
 export class HookServer {
   private readonly sessions = new Map<string, SessionState>();
@@ -112,6 +113,8 @@ export class HookServer {
 
   /** The server side of pre-receive: ['ok'] or one `refuse` line per refused ref. */
   private async verdict(lines: string[]): Promise<string[]> {
+    const started = process.hrtime.bigint();
+    const elapsedMs = () => Number(process.hrtime.bigint() - started) / 1e6;
     const [hello, objects, alternates, quarantine, ...updateLines] = lines;
     const token = /^pre-receive ([0-9a-f]{64})$/.exec(hello ?? '')?.[1];
     const state = token ? this.sessions.get(sessionKey(token)) : undefined;
@@ -119,22 +122,28 @@ export class HookServer {
     state.used = true;
     const objectEnv = quarantineEnv(state.repoPath, objects, alternates, quarantine);
     if (!objectEnv) return [refusalText('CAIRN_BAD_HOOK_INPUT', 'object directories outside the repository')];
-    const updates = [];
+    const updates: RefUpdate[] = [];
+    const ancestry = new Map<string, boolean>();
     for (const line of updateLines) {
-      const m = UPDATE_LINE.exec(line);
-      if (!m) return [refusalText('CAIRN_BAD_HOOK_INPUT', 'malformed ref update from git')];
-      updates.push({ oldId: m[1], newId: m[2], ref: m[3] });
+      const update = UPDATE_LINE.exec(line);
+      const fact = ANCESTRY_LINE.exec(line);
+      if (update && ancestry.size === 0) updates.push({ oldId: update[1], newId: update[2], ref: update[3] });
+      else if (fact && !ancestry.has(fact[1])) ancestry.set(fact[1], fact[2] === 'yes');
+      else if (line !== '') return [refusalText('CAIRN_BAD_HOOK_INPUT', 'malformed ref update from git')];
     }
     if (updates.length === 0) return [refusalText('CAIRN_BAD_HOOK_INPUT', 'push without ref updates')];
+    const updatedRefs = new Set(updates.map((u) => u.ref));
+    if ([...ancestry.keys()].some((ref) => !updatedRefs.has(ref))) return [refusalText('CAIRN_BAD_HOOK_INPUT', 'ancestry of a ref not in the push')];
     try {
       state.release = await acquirePushLock(state.repoPath, LOCK_WAIT_MS);
+      this.log.debug({ lock_ms: elapsedMs() }, 'push lock taken');
     } catch (err) {
       if (err instanceof LockTimeout) return [refusalText('CAIRN_REPO_BUSY', 'another push to this repository took too long; try again')];
       throw err;
     }
     try {
       const repo = (await store.findRepoById(this.db, state.repo.id)) ?? state.repo;
-      const facts = await gatherFacts(this.gitEnv, state.repoPath, updates, objectEnv);
+      const facts = await gatherFacts(this.gitEnv, state.repoPath, updates, ancestry, objectEnv);
       const refusals = decidePush(repo, updates, facts);
       if (refusals.length > 0) {
         this.refused(state, refusals);
@@ -144,7 +153,7 @@ export class HookServer {
       state.pushId = await recordPendingPush(this.db, { repoId: repo.id, userName: state.actor.userName,
         userId: state.actor.userId, transport: state.actor.transport, at: now(), host: os.hostname(), pid: state.pid, updates });
       this.log.info({ push_id: state.pushId, repo: `${repo.tenantName}/${repo.name}`, user: state.actor.userName,
-        transport: state.actor.transport, refs: updates.length }, 'push allowed');
+        transport: state.actor.transport, refs: updates.length, verdict_ms: elapsedMs() }, 'push allowed');
       return ['ok'];
     } catch (err) {
       state.release?.(); state.release = null;
