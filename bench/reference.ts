@@ -36,6 +36,17 @@ export async function startReference(projectRoot: string, workDir: string, fcgiC
   for (let i = 0; i < 100 && !fs.existsSync(sock); i++) await new Promise((r) => setTimeout(r, 20));
   const conf = path.join(workDir, 'nginx.conf');
   const user = process.getuid?.() === 0 ? 'user root;' : '';
+  const backendParams = (pathInfo: string, remoteUser: string) => `
+      fastcgi_pass unix:${sock};
+      fastcgi_buffering off;
+      fastcgi_request_buffering off;
+      include /etc/nginx/fastcgi_params;
+      fastcgi_param SCRIPT_FILENAME ${backend};
+      fastcgi_param GIT_PROJECT_ROOT ${projectRoot};
+      fastcgi_param GIT_HTTP_EXPORT_ALL "";
+      fastcgi_param PATH_INFO ${pathInfo};
+      fastcgi_param GIT_PROTOCOL $http_git_protocol;
+      ${remoteUser}`;
   fs.writeFileSync(conf, `${user}
 worker_processes 2;
 daemon off;
@@ -55,28 +66,9 @@ http {
     # Pushes need credentials here as on Cairn, so both pay the same 401 round trip git makes before it sends them.
     location ~ ^/auth(/.*)$ {
       auth_basic "git";
-      auth_basic_user_file ${workDir}/htpasswd;
-      fastcgi_pass unix:${sock};
-      fastcgi_buffering off;
-      fastcgi_request_buffering off;
-      include /etc/nginx/fastcgi_params;
-      fastcgi_param SCRIPT_FILENAME ${backend};
-      fastcgi_param GIT_PROJECT_ROOT ${projectRoot};
-      fastcgi_param GIT_HTTP_EXPORT_ALL "";
-      fastcgi_param PATH_INFO $1;
-      fastcgi_param GIT_PROTOCOL $http_git_protocol;
-      fastcgi_param REMOTE_USER $remote_user;
+      auth_basic_user_file ${workDir}/htpasswd;${backendParams('$1', 'fastcgi_param REMOTE_USER $remote_user;')}
     }
-    location / {
-      fastcgi_pass unix:${sock};
-      fastcgi_buffering off;
-      fastcgi_request_buffering off;
-      include /etc/nginx/fastcgi_params;
-      fastcgi_param SCRIPT_FILENAME ${backend};
-      fastcgi_param GIT_PROJECT_ROOT ${projectRoot};
-      fastcgi_param GIT_HTTP_EXPORT_ALL "";
-      fastcgi_param PATH_INFO $uri;
-      fastcgi_param GIT_PROTOCOL $http_git_protocol;
+    location / {${backendParams('$uri', '')}
     }
   }
 }

@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import getRawBody from 'raw-body';
 import type { Context } from 'koa';
 import { CairnError } from '../../errors';
-import { principalFromHeader, requireRepoRole } from '../../auth';
+import { principalFromHeader, requireRepoRole, requireUser } from '../../auth';
 import type { Principal } from '../../auth';
 import { decideCommands, refusalLine } from '../../policy';
 import { checkPktStream, GitService, parseReceiveRequest, PktLineError, pkt, FLUSH, refusalReport, repoPath,
@@ -32,6 +32,8 @@ export async function serveGitHttp(ctx: Context, deps: ApiDeps, m: { tenant: str
     throw new CairnError('method_not_allowed', `${ctx.method} is not allowed here`);
   }
   const principal = await principalFromHeader(deps.db, deps.signingKey, ctx.get('authorization') || undefined);
+  // Nobody pushes anonymously: git's first, credential-less request of every push is answered at once.
+  if (service === 'git-receive-pack' && principal.kind === 'anonymous') requireUser(principal);
   const { repo } = await requireRepoRole(deps.db, principal, m.tenant, m.repo,
     service === 'git-receive-pack' ? 'write' : 'read');
   const dir = repoPath(deps.config.reposDir, repo.tenantName, repo.name);
