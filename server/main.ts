@@ -9,9 +9,10 @@ import { loadSigningKey } from './auth';
 import { baseGitEnv, clearOwnStaleLock, isProcessAlive, repoPath, wireRepo } from './git';
 import { HookServer } from './transport/hook';
 import { createHttpApp, listenHttp } from './transport/http';
+import { startSsh } from './transport/ssh';
 import os from 'node:os';
 
-export type RunningServer = { httpPort: number; stop(): Promise<void> };
+export type RunningServer = { httpPort: number; sshPort: number; stop(): Promise<void> };
 
 /** Wiring only: config → database → repositories → listeners. */
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
@@ -26,19 +27,22 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   await prepareRepos(db, config, gitEnv, log);
   await settleLeftovers(db, hooks, config, log);
 
+  const ssh = await startSsh({ config, db, log, hooks, gitEnv });
   let httpPort = config.httpPort;
   const app = createHttpApp({ config, db, log, signingKey, gitEnv, hooks,
     publicUrl: () => config.publicUrl ?? `http://${config.bind.includes(':') ? `[${config.bind}]` : config.bind}:${httpPort}`,
-    sshPort: () => config.sshPort });
+    sshPort: () => ssh.port });
   const server: http.Server = await listenHttp(app, config.httpPort, config.bind);
   httpPort = (server.address() as net.AddressInfo).port;
-  log.info({ http_port: httpPort, hook_port: hooks.port, bind: config.bind, data_dir: config.dataDir },
-    `cairn listening: http on ${config.bind}:${httpPort}`);
+  log.info({ http_port: httpPort, ssh_port: ssh.port, hook_port: hooks.port, bind: config.bind, data_dir: config.dataDir },
+    `cairn listening: http on ${config.bind}:${httpPort}, ssh on ${config.bind}:${ssh.port}`);
 
   return {
     httpPort,
+    sshPort: ssh.port,
     async stop() {
       await new Promise<void>((resolve) => { server.close(() => resolve()); server.closeIdleConnections(); });
+      await ssh.close();
       await hooks.close();
       await db.destroy();
     },

@@ -1,10 +1,14 @@
 import { CairnError } from '../errors';
 import { Db } from '../db';
 import * as store from '../store';
-import type { Repo, Role, Tenant, User } from '../store';
+import type { Repo, Role, SshKey, Tenant, User } from '../store';
 
-/** Who is asking. Deploy keys and Cairn's own pushes join this union with the SSH and pipeline issues. */
-export type Principal = { kind: 'anonymous' } | { kind: 'user'; user: User };
+/** Who is asking. Cairn's own pushes join this union with the pipeline issue. */
+export type Principal = { kind: 'anonymous' } | { kind: 'user'; user: User } | { kind: 'deploy_key'; key: SshKey };
+
+/** The name a push record and a log line carry: the user's, or the deploy key's title. */
+export const principalName = (p: Principal): string =>
+  p.kind === 'user' ? p.user.name : p.kind === 'deploy_key' ? p.key.title : 'anonymous';
 
 export const ANONYMOUS: Principal = { kind: 'anonymous' };
 
@@ -21,6 +25,12 @@ export async function repoRole(db: Db, p: Principal, repo: Repo): Promise<Role |
   if (p.kind === 'user') {
     role = higher(role, (await store.findRole(db, { kind: 'tenant', id: repo.tenantId }, p.user.id)) ?? 'none');
     role = higher(role, (await store.findRole(db, { kind: 'repo', id: repo.id }, p.user.id)) ?? 'none');
+  }
+  if (p.kind === 'deploy_key') {
+    // A tenant's deploy key reads all its repos; a repo's reads (or, when made so, writes) that repo only.
+    const o = p.key.owner;
+    if (o.kind === 'tenant' && o.tenantId === repo.tenantId) role = higher(role, 'read');
+    if (o.kind === 'repo' && o.repoId === repo.id) role = higher(role, p.key.write ? 'write' : 'read');
   }
   return role;
 }
@@ -57,10 +67,10 @@ export async function requireRepoRole(db: Db, p: Principal, tenantName: string, 
 /** Tenants follow the same rule: visible to admins, members, and anyone who can see one of its repos. */
 export async function requireTenantRole(db: Db, p: Principal, tenantName: string,
   needed: Role | 'visible'): Promise<{ tenant: Tenant; role: Role | 'none' }> {
-  if (p.kind === 'anonymous') throw unauthenticated();
+  const user = requireUser(p);
   const tenant = await store.findTenant(db, tenantName);
   const role = tenant ? await tenantRole(db, p, tenant) : 'none';
-  const visible = tenant !== null && (atLeast(role, 'read') || await store.isTenantVisible(db, tenant.id, p.user.id));
+  const visible = tenant !== null && (atLeast(role, 'read') || await store.isTenantVisible(db, tenant.id, user.id));
   if (!tenant || !visible) throw new CairnError('not_found', `tenant ${tenantName} not found`);
   if (needed !== 'visible' && !atLeast(role, needed)) {
     throw new CairnError('forbidden', `${needed} role on tenant ${tenant.name} is required`);
@@ -69,6 +79,7 @@ export async function requireTenantRole(db: Db, p: Principal, tenantName: string
 }
 
 export function requireUser(p: Principal): User {
+  if (p.kind === 'deploy_key') throw new CairnError('forbidden', 'a deploy key can only clone and push');
   if (p.kind !== 'user') throw unauthenticated();
   return p.user;
 }

@@ -1,6 +1,7 @@
 import { CairnError } from '../errors';
 import { Db } from '../db';
 import { nameKey } from '../names';
+import * as store from '../store';
 import { ANONYMOUS, Principal } from './access';
 import { verifyToken } from './tokens';
 
@@ -27,4 +28,16 @@ export async function principalFromHeader(db: Db, key: Buffer, header: string | 
   // The name must be the token's owner: a token does not let anyone sign in as someone else.
   if (!user || nameKey(user.name) !== nameKey(decoded.slice(0, colon))) throw badCredentials();
   return { kind: 'user', user };
+}
+
+/**
+ * The principal an SSH public key speaks for, looked up afresh on every use, so a removed key or user
+ * opens nothing from that moment. Null for a key nobody registered.
+ */
+export async function principalFromKey(db: Db, fingerprint: string): Promise<Principal | null> {
+  const key = await store.findKeyByFingerprint(db, fingerprint);
+  if (!key) return null;
+  if (key.owner.kind !== 'user') return { kind: 'deploy_key', key };
+  const user = await store.findUserById(db, key.owner.userId);
+  return user ? { kind: 'user', user } : null;
 }

@@ -2,6 +2,9 @@
 export { loadSigningKey, issueToken, verifyToken, DEFAULT_TOKEN_TTL_S, MAX_TOKEN_TTL_S } from './tokens';
 export type { IssuedToken } from './tokens';
 export { ANONYMOUS, atLeast, isAdmin, repoRole, tenantRole, requireRepoRole, requireTenantRole, requireUser,
-  requireAdmin, requireSelfOrAdmin } from './access';
+  requireAdmin, requireSelfOrAdmin, principalName } from './access';
 export type { Principal } from './access';
 export { principalFromHeader } from './credentials';
+export { parsePublicKey, fingerprintOf } from './ssh-keys';
+export type { PublicKey } from './ssh-keys';
+export { principalFromKey } from './credentials';

@@ -1,11 +1,12 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import { Command, Option } from 'commander';
 import { ConfigError, ConfigFlags, loadConfig } from '../config';
 import { createLogger } from '../log';
 import { CairnError } from '../errors';
 import { openDb, migrate } from '../db';
 import * as store from '../store';
-import { issueToken, loadSigningKey } from '../auth';
+import { issueToken, loadSigningKey, parsePublicKey } from '../auth';
 import { nameProblem } from '../names';
 import { baseGitEnv, listRefs, repoPath } from '../git';
 import { verifyLedger } from '../events';
@@ -69,6 +70,17 @@ export function buildCli(): Command {
         return issueToken(db, loadSigningKey(config.keysDir), user, expiresIn);
       });
       process.stdout.write(`${token.token}\n`);
+    });
+  configOptions(admin.command('add-key <name> <file>').description("register the OpenSSH public key in FILE for the user; prints its fingerprint"))
+    .action(async (name: string, file: string, opts) => {
+      const key = parsePublicKey(fs.readFileSync(file, 'utf8'));
+      const saved = await withDb(opts, async (db) => {
+        const user = await store.findUserByName(db, name);
+        if (!user) throw new CairnError('not_found', `user ${name} not found`);
+        return store.insertKey(db, { fingerprint: key.fingerprint, type: key.type, title: path.basename(file), publicKey: key.line,
+          owner: { kind: 'user', userId: user.id }, write: false });
+      });
+      process.stdout.write(`${saved.fingerprint}\n`);
     });
   configOptions(admin.command('verify').description("check every repository's push ledger and that its refs on disk match it"))
     .action(async (opts) => {

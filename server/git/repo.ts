@@ -13,7 +13,7 @@ export const repoPath = (reposDir: string, tenant: string, repo: string): string
  * Bump when the settings below change: start-up re-wires every repository whose marker differs,
  * so an upgrade (or a moved install) reaches old repositories.
  */
-const WIRE_VERSION = 1;
+const WIRE_VERSION = 2;
 
 /** Each repository's own config: the hook that guards it, and git's receive.* checks as a second line of defence. */
 function repoSettings(hooksDir: string): [string, string][] {
@@ -30,6 +30,7 @@ function repoSettings(hooksDir: string): [string, string][] {
     ['gc.reflogExpireUnreachable', 'never'],
     ['core.logAllRefUpdates', 'always'],
     ['uploadpack.allowFilter', 'true'],
+    ['uploadpack.allowAnySHA1InWant', 'true'],
     ['cairn.wired', `${WIRE_VERSION}:${hooksDir}`],
   ];
 }

@@ -1,6 +1,6 @@
 import { ChildProcess, spawn } from 'node:child_process';
 
-export type GitService = 'git-upload-pack' | 'git-receive-pack';
+export type GitService = 'git-upload-pack' | 'git-receive-pack' | 'git-upload-archive';
 
 /** GIT_PROTOCOL as clients send it (`version=2`, `version=2:object-format=sha1`); anything else is dropped. */
 export const safeGitProtocol = (value: string | undefined): string | undefined =>
@@ -22,9 +22,10 @@ export type ServeGitOptions = {
  * and git's out. Per-service settings ride on `-c` so they hold even for a repository wired by an older Cairn.
  */
 export function serveGit(o: ServeGitOptions): ChildProcess {
-  const config = o.service === 'git-upload-pack'
-    ? ['-c', 'uploadpack.allowFilter=true']
-    : ['-c', 'receive.fsckObjects=true', ...(o.maxInputBytes ? ['-c', `receive.maxInputSize=${o.maxInputBytes}`] : [])];
+  const config = o.service === 'git-receive-pack'
+    ? ['-c', 'receive.fsckObjects=true', ...(o.maxInputBytes ? ['-c', `receive.maxInputSize=${o.maxInputBytes}`] : [])]
+    // Any id may be asked for: nothing is ever pruned, and a partial clone fetches its blobs by id later.
+    : ['-c', 'uploadpack.allowFilter=true', '-c', 'uploadpack.allowAnySHA1InWant=true'];
   const args = [...config, o.service.slice(4),
     ...(o.statelessRpc ? ['--stateless-rpc'] : []), ...(o.advertiseRefs ? ['--advertise-refs'] : []), o.repoPath];
   const env = { ...o.env, ...(o.gitProtocol ? { GIT_PROTOCOL: o.gitProtocol } : {}) };

@@ -5,3 +5,4 @@ export * from './tenants';
 export * from './repos';
 export * from './members';
 export * from './pushes';
+export * from './keys';

@@ -59,3 +59,11 @@ export async function updateRepo(db: Db, id: number, changes: { isPublic?: boole
   if (changes.isArchived !== undefined) row.archived = changes.isArchived;
   if (Object.keys(row).length > 0) await db('repos').where('id', id).update(row);
 }
+
+/** Every repo a user holds a grant on, directly or through its tenant, plus the public ones; oldest first. */
+export async function reachableRepos(db: Db, userId: number): Promise<Repo[]> {
+  return (await withTenant(db).where((w) => w.where('repos.public', true)
+    .orWhereIn('repos.id', db('repo_members').select('repo_id').where('user_id', userId))
+    .orWhereIn('repos.tenant_id', db('tenant_members').select('tenant_id').where('user_id', userId)))
+    .orderBy('repos.id')).map(toRepo);
+}

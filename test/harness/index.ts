@@ -49,6 +49,7 @@ type Operation = { responses: Record<string, { content?: { 'application/json': {
 export class TestServer {
   child: ChildProcess | null = null;
   port = 0;
+  sshPort = 0;
   stderr = '';
   adminToken = '';
   private openapi: { paths: Record<string, Record<string, Operation>> } | null = null;
@@ -77,8 +78,8 @@ export class TestServer {
       const timer = setTimeout(() => reject(new Error(`server did not start:\n${this.stderr}`)), 20_000);
       child.stderr!.on('data', (b: Buffer) => {
         this.stderr += b.toString();
-        const m = /"http_port":(\d+)/.exec(this.stderr);
-        if (m) { clearTimeout(timer); resolve(Number(m[1])); }
+        const m = /"http_port":(\d+),"ssh_port":(\d+)/.exec(this.stderr);
+        if (m) { clearTimeout(timer); this.sshPort = Number(m[2]); resolve(Number(m[1])); }
       });
       child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited (${code}):\n${this.stderr}`)); });
     });
@@ -155,6 +156,11 @@ export class TestServer {
     return new Map(out.stdout.split('\n').filter(Boolean).map((l) => l.split(' ') as [string, string]));
   }
 
+  /** An ssh:// git URL, or the scp form `git@host:tenant/repo.git` (which needs the port from GIT_SSH_COMMAND). */
+  sshUrl(repo: string, scp = false): string {
+    return scp ? `git@127.0.0.1:${repo}.git` : `ssh://git@127.0.0.1:${this.sshPort}/${repo}.git`;
+  }
+
   repoDir(repo: string): string { return path.join(this.dataDir, 'repos', `${repo}.git`); }
 
   /** Makes a user (through the API, as the admin) and gives back a token for them. */
@@ -210,4 +216,23 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | null | u
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/** A fresh OpenSSH key pair made by ssh-keygen: the private key's path and the public line. */
+export async function sshKeyPair(type: 'ed25519' | 'ecdsa' | 'rsa' = 'ed25519', bits?: number): Promise<{ path: string; publicKey: string }> {
+  const file = path.join(tmpDir('cairn-key-'), `id_${type}`);
+  await must(run('ssh-keygen', ['-q', '-t', type, ...(bits ? ['-b', String(bits)] : []), '-N', '', '-C', 'test@cairn', '-f', file]));
+  return { path: file, publicKey: fs.readFileSync(`${file}.pub`, 'utf8').trim() };
+}
+
+/** The real OpenSSH client, with this key only, no agent, and a throwaway known_hosts. */
+export function sshEnv(server: TestServer, keyPath: string): NodeJS.ProcessEnv {
+  const knownHosts = path.join(path.dirname(keyPath), 'known_hosts');
+  return { GIT_SSH_COMMAND: sshCommand(server, keyPath, knownHosts).join(' ') };
+}
+
+export function sshCommand(server: TestServer, keyPath: string, knownHosts = path.join(path.dirname(keyPath), 'known_hosts')): string[] {
+  return ['ssh', '-i', keyPath, '-p', String(server.sshPort), '-o', 'IdentitiesOnly=yes', '-o', 'IdentityAgent=none',
+    '-o', 'StrictHostKeyChecking=accept-new', '-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'BatchMode=yes',
+    '-o', 'LogLevel=ERROR'];
 }

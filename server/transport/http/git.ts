@@ -5,17 +5,16 @@ import type { Context } from 'koa';
 import { CairnError } from '../../errors';
 import { principalFromHeader, requireRepoRole, requireUser } from '../../auth';
 import type { Principal } from '../../auth';
-import { decideCommands, refusalLine } from '../../policy';
-import { checkPktStream, GitService, parseReceiveRequest, PktLineError, pkt, FLUSH, refusalReport, repoPath,
-  safeGitProtocol, serveGit } from '../../git';
+import { checkPktStream, GitService, PktLineError, pkt, FLUSH, repoPath, safeGitProtocol, serveGit } from '../../git';
 import type { ReceiveRequest } from '../../git';
+import type { Repo } from '../../store';
+import { feedReceivePack, PushContext, readPushCommands, remainingBytes, screenPush, startReceivePack } from '../push';
 import { metrics } from '../../metrics';
 import type { ApiDeps } from './api';
 
 /** `/TENANT/REPO.git/info/refs`, `/TENANT/REPO.git/git-upload-pack`, `/TENANT/REPO.git/git-receive-pack` (`.git` optional). */
 const GIT_PATH = /^\/([^/]+)\/([^/]+?)(?:\.git)?\/(info\/refs|git-upload-pack|git-receive-pack)$/;
 const MAX_UPLOAD_REQUEST = 64 * 1024 * 1024;
-const MAX_COMMAND_LIST = 64 * 1024 * 1024;
 
 export const matchGitPath = (path: string) => {
   const m = GIT_PATH.exec(path);
@@ -88,103 +87,36 @@ async function uploadPack(ctx: Context, deps: ApiDeps, dir: string, body: Readab
   ctx.body = child.stdout;
 }
 
-async function receivePack(ctx: Context, deps: ApiDeps, principal: Principal, repo: import('../../store').Repo, dir: string,
-  body: Readable): Promise<void> {
+async function receivePack(ctx: Context, deps: ApiDeps, principal: Principal, repo: Repo, dir: string, body: Readable): Promise<void> {
   if (Number(ctx.get('content-length') || 0) > deps.config.maxPushBytes) {
     throw new CairnError('body_too_large', `push larger than ${deps.config.maxPushBytes} bytes`);
   }
   let request: ReceiveRequest;
   try {
-    request = await readCommandList(body, parseReceiveRequest, MAX_COMMAND_LIST);
+    request = await readPushCommands(body);
   } catch (err) {
     if (err instanceof PktLineError) throw new CairnError('malformed_request', `malformed push request: ${err.message}`);
     throw new CairnError('malformed_request', `unreadable push request: ${(err as Error).message}`);
   }
   ctx.type = 'application/x-git-receive-pack-result';
   if (request.commands.length === 0) {
-    // git's probe: answer as receive-pack does, with nothing, once the body is known to be just that flush.
+    // git's probe before a chunked upload: answer as receive-pack does, with nothing, if that flush was all.
     if (request.rest.length > 0 || (await remainingBytes(body)) > 0) throw new CairnError('malformed_request', 'push without commands');
     ctx.body = Buffer.alloc(0);
     return;
   }
-  // Deletes, tag moves and foreign namespaces are refused from the command list: no pack is unpacked for them.
-  const early = decideCommands(repo, request.commands);
-  if (early.length > 0) {
+  const push: PushContext = { log: deps.log, hooks: deps.hooks, gitEnv: deps.gitEnv, maxPushBytes: deps.config.maxPushBytes,
+    principal, repo, repoPath: dir, transport: 'http' };
+  const refusal = screenPush(push, request);
+  if (refusal) {
     body.resume();
-    for (const r of early) metrics.pushesRefused.inc({ code: r.code });
-    deps.log.info({ repo: `${repo.tenantName}/${repo.name}`, refusals: early.map(refusalLine) }, 'push refused from its commands');
-    ctx.body = refusalReport(request, new Map(early.map((r) => [r.ref, `${r.code} ${r.reason}`])), early.map(refusalLine));
+    ctx.body = refusal;
     return;
   }
-  const user = principal.kind === 'user' ? principal.user : null;
-  const session = deps.hooks.open({ userName: user?.name ?? 'anonymous', userId: user?.id ?? null, transport: 'http' }, repo, dir);
-  const child = serveGit({ service: 'git-receive-pack', repoPath: dir, env: { ...deps.gitEnv, ...session.env },
-    statelessRpc: true, maxInputBytes: deps.config.maxPushBytes });
-  session.setPid(child.pid);
-  child.on('close', () => {
-    session.finish().catch((err) => deps.log.error({ err }, 'settling a push failed; start-up will settle it'));
-  });
-  child.stdin!.on('error', () => { /* git stopped reading: its report says why */ });
-  child.stdin!.write(request.head);
-  child.stdin!.write(request.rest);
-  body.pipe(child.stdin!);
-  body.on('error', () => child.stdin!.destroy());
+  const child = startReceivePack(push, true);
+  feedReceivePack(child, request, body);
   logFailure(deps, child, 'git-receive-pack');
   ctx.body = child.stdout;
-}
-
-/**
- * Reads the pkt-lines up to the first flush (a push's command list, which may name 100,000 tags) and hands
- * them, with whatever pack bytes came along, to `parse`. Linear in the size: the buffer grows by doubling
- * and each pkt header is looked at once. The stream is left paused right after the bytes it consumed.
- */
-function readCommandList<T>(stream: Readable, parse: (buf: Buffer) => T | null, maxBytes: number): Promise<T> {
-  return new Promise((resolve, reject) => {
-    let buf = Buffer.alloc(64 * 1024);
-    let size = 0;
-    let scan = 0;
-    const cleanup = () => { stream.off('data', onData); stream.off('end', onEnd); stream.off('error', onError); };
-    const finish = (err: unknown, result?: T) => {
-      cleanup();
-      if (err) { stream.resume(); reject(err); } else { stream.pause(); resolve(result as T); }
-    };
-    const onData = (chunk: Buffer) => {
-      if (size + chunk.length > buf.length) {
-        const grown = Buffer.alloc(Math.max(buf.length * 2, size + chunk.length));
-        buf.copy(grown, 0, 0, size);
-        buf = grown;
-      }
-      chunk.copy(buf, size);
-      size += chunk.length;
-      while (size - scan >= 4) {
-        const head = buf.toString('latin1', scan, scan + 4);
-        const len = /^[0-9a-f]{4}$/.test(head) ? parseInt(head, 16) : -1;
-        if (len === 0 || len === -1 || (len > 0 && len < 4)) {
-          // A flush, or framing the parser will name: either way it decides now.
-          try { const r = parse(buf.subarray(0, size)); return finish(r === null ? new PktLineError('incomplete command list') : null, r ?? undefined); }
-          catch (err) { return finish(err); }
-        }
-        if (size - scan < len) break;
-        scan += len;
-      }
-      if (size > maxBytes) finish(new PktLineError('push command list too long'));
-    };
-    const onEnd = () => finish(new PktLineError('request ended inside the command list'));
-    const onError = (err: Error) => finish(err);
-    stream.on('data', onData); stream.on('end', onEnd); stream.on('error', onError);
-  });
-}
-
-/** Reads a stream to its end, counting (and dropping) what was left in it. */
-function remainingBytes(stream: Readable): Promise<number> {
-  if (stream.readableEnded) return Promise.resolve(0);
-  return new Promise((resolve, reject) => {
-    let n = 0;
-    stream.on('data', (chunk: Buffer) => { n += chunk.length; });
-    stream.once('end', () => resolve(n));
-    stream.once('error', reject);
-    stream.resume();
-  });
 }
 
 async function* prefixed(preface: Buffer, rest: Readable): AsyncGenerator<Buffer> {

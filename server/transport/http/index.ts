@@ -26,7 +26,8 @@ export function createHttpApp(deps: ApiDeps): Koa {
       const e = err instanceof CairnError ? err : new CairnError('internal', 'internal error');
       ctx.status = e.status;
       ctx.set(e.headers);
-      ctx.body = e.toBody();
+      // git prints a text/plain error body to the user as "remote: …"; JSON it would swallow.
+      if (kind === 'git') { ctx.type = 'text/plain'; ctx.body = `${e.message}\n`; } else ctx.body = e.toBody();
     } finally {
       metrics.httpRequests.inc({ kind, status: String(ctx.status) });
       metrics.httpDuration.observe({ kind }, Number(process.hrtime.bigint() - started) / 1e9);

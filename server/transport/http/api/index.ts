@@ -9,13 +9,14 @@ import * as schemas from './schemas';
 import { tenantRoutes } from './tenants';
 import { userRoutes } from './users';
 import { repoRoutes } from './repos';
+import { keyRoutesAll } from './keys';
 
 export type { ApiDeps } from './route';
 
 export const API_PREFIX = '/api/v1';
 const MAX_JSON_BYTES = 1024 * 1024;
 
-export const routes: Route[] = [...tenantRoutes, ...userRoutes, ...repoRoutes];
+export const routes: Route[] = [...tenantRoutes, ...userRoutes, ...repoRoutes, ...keyRoutesAll];
 
 const ajv = new Ajv({ allErrors: false, strict: false });
 

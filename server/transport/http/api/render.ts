@@ -1,4 +1,4 @@
-import type { Member, Push, Repo, Tenant, TokenRecord, User } from '../../../store';
+import type { Member, Push, Repo, SshKey, Tenant, TokenRecord, User } from '../../../store';
 import { appliedUpdates } from '../../../events';
 import type { ApiDeps } from './route';
 
@@ -20,3 +20,5 @@ export function toApiRepo(deps: ApiDeps, r: Repo) {
 export const toApiPush = (p: Push) => ({ id: p.id, seq: p.seq, user: p.userName, transport: p.transport, at: p.at,
   updates: appliedUpdates(p).map((u) => ({ ref: u.ref, old: u.oldId, new: u.newId })),
   prev_hash: p.prevHash, hash: p.hash });
+export const toApiKey = (k: SshKey) => ({ id: k.id, title: k.title, fingerprint: k.fingerprint, type: k.type, write: k.write,
+  created_at: k.createdAt });

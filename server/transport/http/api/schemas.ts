@@ -26,6 +26,9 @@ export const push = object({ id: { type: 'integer' }, seq: { type: 'integer' }, 
   updates: { type: 'array', items: object({ ref: { type: 'string' }, old: oid, new: oid }) },
   prev_hash: { type: 'string', pattern: '^[0-9a-f]{64}$' }, hash: { type: 'string', pattern: '^[0-9a-f]{64}$' } });
 
+export const sshKey = object({ id: { type: 'integer' }, title: { type: 'string' }, fingerprint: { type: 'string', pattern: '^SHA256:' },
+  type: { type: 'string' }, write: { type: 'boolean' }, created_at: time });
+
 export const list = (items: JsonSchema): JsonSchema => ({ type: 'array', items });
 
 export const bodies = {
@@ -35,4 +38,7 @@ export const bodies = {
   createRepo: object({ name, public: { type: 'boolean' } }, ['name']),
   patchRepo: { ...object({ archived: { type: 'boolean' }, public: { type: 'boolean' } }, []), minProperties: 1 },
   putMember: object({ role }),
+  addKey: object({ title: { type: 'string', minLength: 1, maxLength: 255 }, key: { type: 'string', minLength: 1, maxLength: 16384 } }),
+  addRepoDeployKey: object({ title: { type: 'string', minLength: 1, maxLength: 255 }, key: { type: 'string', minLength: 1, maxLength: 16384 },
+    write: { type: 'boolean' } }, ['title', 'key']),
 };

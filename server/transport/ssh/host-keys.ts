@@ -1,0 +1,32 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { utils } from 'ssh2';
+import { fingerprintOf } from '../../auth';
+
+export type HostKey = { type: string; privateKey: string; fingerprint: string };
+
+/**
+ * The server's identity: an ed25519 and an RSA host key, made in the keys dir on first start and kept,
+ * so every client's known_hosts keeps working across restarts and upgrades.
+ */
+export function loadHostKeys(keysDir: string): HostKey[] {
+  fs.mkdirSync(keysDir, { recursive: true, mode: 0o700 });
+  fs.chmodSync(keysDir, 0o700);
+  return ([['ed25519', 'ssh_host_ed25519_key'], ['rsa', 'ssh_host_rsa_key']] as const).map(([type, file]) => {
+    const full = path.join(keysDir, file);
+    if (!fs.existsSync(full)) {
+      const pair = type === 'rsa' ? utils.generateKeyPairSync('rsa', { bits: 3072 }) : utils.generateKeyPairSync('ed25519');
+      try {
+        fs.writeFileSync(full, pair.private, { mode: 0o600, flag: 'wx' });
+        fs.writeFileSync(`${full}.pub`, `${pair.public}\n`, { mode: 0o644 });
+      } catch (err) {
+        // Another replica made it first; theirs is as good.
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+    }
+    const privateKey = fs.readFileSync(full, 'utf8');
+    const parsed = utils.parseKey(privateKey);
+    if (parsed instanceof Error || Array.isArray(parsed)) throw new Error(`unreadable SSH host key ${full}`);
+    return { type: parsed.type, privateKey, fingerprint: fingerprintOf(parsed.getPublicSSH()) };
+  });
+}
