@@ -102,7 +102,7 @@ export function buildCli(): Command {
           const disk = new Map((await listRefs(gitEnv, dir)).map((r) => [r.ref, r.id]));
           found.push(...verifyLedger(pushes, disk).map((p) => `${name}: ${p}`));
         }
-        process.stderr.write(`checked ${repos.length} repositories\n`);
+        process.stderr.write(`checked ${repos.length} ${repos.length === 1 ? 'repository' : 'repositories'}\n`);
         return found;
       });
       for (const p of problems) process.stdout.write(`${p}\n`);
