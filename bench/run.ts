@@ -1,6 +1,8 @@
 import fs from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { commit, git, must, run, startTestServer, TestServer, tmpDir } from '../test/harness';
+import { commit, git, gitEnvRun, must, run, sshCommand, sshKeyPair, startTestServer, TestServer, tmpDir } from '../test/harness';
+import { ensureSshd, startSshd } from './sshd';
 import { ensureInstalled, startReference } from './reference';
 
 // npm run bench: Cairn side by side with git http-backend (nginx + fcgiwrap) in one run, on the same
@@ -33,11 +35,11 @@ async function buildFixture(dir: string, tags: number): Promise<void> {
   if (r.code !== 0) throw new Error(r.stderr);
 }
 
-type Target = { name: string; url: (repo: string) => string; pushUrl: (repo: string) => string };
+type Target = { name: string; url: (repo: string) => string; pushUrl: (repo: string) => string; env?: NodeJS.ProcessEnv };
 
 async function shallowClone(t: Target, version: string, tag: string): Promise<void> {
   const dir = tmpDir('bench-clone-');
-  await must(git(dir, '-c', `protocol.version=${version}`, 'clone', '-q', '--depth', '1', '--branch', tag, t.url('acme/tags'), 'c'));
+  await must(gitEnvRun(dir, t.env ?? {}, '-c', `protocol.version=${version}`, 'clone', '-q', '--depth', '1', '--branch', tag, t.url('acme/tags'), 'c'));
   fs.rmSync(dir, { recursive: true, force: true });
 }
 
@@ -81,13 +83,122 @@ async function main(): Promise<void> {
   for (const r of ['tags', 'small']) await must(git(path.join(refRoot, 'acme', `${r}.git`), 'config', 'http.receivepack', 'true'));
   const reference = await startReference(refRoot, work, 8);
 
-  const targets: Target[] = [
+  const httpTargets: Target[] = [
     { name: 'cairn', url: (r) => cairn.url(r), pushUrl: (r) => cairn.url(r, auth) },
     { name: 'reference', url: (r) => reference.url(r), pushUrl: (r) => reference.pushUrl(r) },
   ];
+  const pushDirs = await makePushDirs(httpTargets);
+  const pushOne = (repo: string) => async (t: Target, i: number) => {
+    const dir = pushDirs.get(`${t.name} ${repo}`)!;
+    await must(git(dir, 'commit', '-q', '--allow-empty', '-m', `push ${i}`));
+    return timed(() => must(gitEnvRun(dir, t.env ?? {}, 'push', '-q', t.pushUrl(repo), 'HEAD:refs/heads/main')));
+  };
+  const http = await runOps(httpTargets, [
+    ['shallow clone of one tag, protocol v2', (t, i) => shallowClone(t, '2', `t${(i * 7919) % TAGS}`)],
+    ['shallow clone of one tag, protocol v0', (t, i) => shallowClone(t, '0', `t${(i * 7919) % TAGS}`)],
+    ['git ls-remote (all refs, v2)', (t) => must(git(work, 'ls-remote', t.url('acme/tags')))],
+    ['push of one commit (small repo)', pushOne('acme/small')],
+    ['push of one commit (20,000-tag repo)', pushOne('acme/tags')],
+    ['push of 100 new tags', async (t, i) => {
+      const dir = pushDirs.get(`${t.name} acme/small`)!;
+      const specs: string[] = [];
+      for (let k = 0; k < 100; k++) { await must(git(dir, 'tag', `r${i}-${k}`)); specs.push(`refs/tags/r${i}-${k}`); }
+      return timed(() => must(git(dir, 'push', '-q', t.pushUrl('acme/small'), ...specs)));
+    }],
+  ]);
+  const rss = rssSampler(cairn.child!.pid!);
+  await runConcurrent(httpTargets, CONCURRENT, http);
+  const cairnRss = rss.stop();
+  reference.stop();
 
-  // Work trees for the push figures, one per target and repo, so each push is exactly one new commit.
-  const pushDirs = new Map<string, string>();
+  // SSH: Cairn's embedded server against OpenSSH sshd + git-shell, on the same repositories.
+  ensureSshd();
+  const key = await sshKeyPair('ed25519');
+  await cairn.api('POST', '/api/v1/users/admin/keys', { title: 'bench', key: key.publicKey }, cairn.adminToken);
+  const sshd = await startSshd(refRoot, work, key);
+  const cairnSshEnv = { GIT_SSH_COMMAND: sshCommand(cairn, key.path).join(' ') };
+  const sshTargets: Target[] = [
+    { name: 'cairn', url: (r) => cairn.sshUrl(r), pushUrl: (r) => cairn.sshUrl(r), env: cairnSshEnv },
+    { name: 'reference', url: (r) => sshd.url(r), pushUrl: (r) => sshd.url(r), env: { GIT_SSH_COMMAND: sshd.sshCommand } },
+  ];
+  for (const t of sshTargets) {
+    for (const repo of ['acme/small', 'acme/tags']) {
+      const dir = pushDirs.get(`${t.name} ${repo}`)!;
+      await must(gitEnvRun(dir, t.env!, 'fetch', '-q', t.url(repo), 'main'));
+      await must(git(dir, 'reset', '-q', '--hard', 'FETCH_HEAD'));
+    }
+  }
+  const ssh = await runOps(sshTargets, [
+    ['shallow clone of one tag, protocol v2', (t, i) => shallowClone(t, '2', `t${(i * 7919) % TAGS}`)],
+    ['push of one commit (small repo)', pushOne('acme/small')],
+  ]);
+  await runConcurrent(sshTargets, 16, ssh);
+  const cpuPerConnection = await serverCpuPerConnection(cairn.child!.pid!, () => run('ssh', [...sshCommand(cairn, key.path).slice(1), 'git@127.0.0.1', 'info']));
+  sshd.stop();
+  await cairn.stop();
+
+  const gitVersion = (await run('git', ['--version'])).stdout.trim().replace('git version ', '');
+  const lines = [
+    `Fixture: ${TAGS} orphan commits, one tag each (fast-import: ${Math.round(buildMs)} ms). Medians of ${ROUNDS} runs, interleaved;`,
+    `concurrent clones: median of 3 rounds. git ${gitVersion}, node ${process.version}, ${require('node:os').cpus().length} cores.`,
+    '', 'HTTP:', '', ...table(http, 'http-backend + nginx'), '',
+    `Cairn server RSS (node process) during the ${CONCURRENT} concurrent clones: max ${cairnRss.toFixed(0)} MB.`,
+    '', 'SSH:', '', ...table(ssh, 'sshd + git-shell'), '',
+    `Cairn server CPU per new SSH connection (key exchange, public-key auth, one \`info\`): ${cpuPerConnection.toFixed(1)} ms.`,
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
+  fs.rmSync(work, { recursive: true, force: true });
+}
+
+type Results = Map<string, Map<string, number>>;
+type Op = [string, (t: Target, i: number) => Promise<unknown>];
+
+/** Each op ROUNDS times per target, interleaved so drift in the machine's load hits both alike; medians. */
+async function runOps(targets: Target[], ops: Op[]): Promise<Results> {
+  const results: Results = new Map();
+  for (const [op, fn] of ops) {
+    process.stderr.write(`bench: ${op}\n`);
+    const samples = new Map<string, number[]>(targets.map((t) => [t.name, []]));
+    for (let i = 0; i < ROUNDS; i++) {
+      for (const t of i % 2 === 0 ? targets : [...targets].reverse()) {
+        const start = process.hrtime.bigint();
+        const inner = await fn(t, i);
+        samples.get(t.name)!.push(typeof inner === 'number' ? inner : ms(start));
+      }
+    }
+    results.set(op, new Map(targets.map((t) => [t.name, median(samples.get(t.name)!)])));
+  }
+  return results;
+}
+
+async function runConcurrent(targets: Target[], n: number, into: Results): Promise<void> {
+  process.stderr.write(`bench: ${n} concurrent shallow clones\n`);
+  const walls = new Map<string, number[]>(targets.map((t) => [t.name, []]));
+  for (let round = 0; round < 3; round++) {
+    for (const t of targets) {
+      walls.get(t.name)!.push(await timed(() => Promise.all(Array.from({ length: n }, (_, i) => shallowClone(t, '2', `t${(round * 101 + i * 613) % TAGS}`)))));
+    }
+  }
+  into.set(`${n} concurrent shallow clones (wall)`, new Map(targets.map((t) => [t.name, median(walls.get(t.name)!)])));
+}
+
+function table(results: Results, reference: string): string[] {
+  return [`| operation | Cairn | ${reference} | ratio |`, '| --- | ---: | ---: | ---: |',
+    ...[...results].map(([op, m]) => `| ${op} | ${m.get('cairn')!.toFixed(1)} ms | ${m.get('reference')!.toFixed(1)} ms | ${(m.get('cairn')! / m.get('reference')!).toFixed(2)}x |`)];
+}
+
+/** CPU time (user + system) the server process spends per connection, over 20 connections in a row. */
+async function serverCpuPerConnection(pid: number, connect: () => Promise<unknown>): Promise<number> {
+  const ticks = () => { const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' '); return Number(f[11]) + Number(f[12]); };
+  const hz = Number(spawnSync('getconf', ['CLK_TCK']).stdout.toString().trim() || 100);
+  const before = ticks();
+  for (let i = 0; i < 20; i++) await connect();
+  return ((ticks() - before) / hz) * 1000 / 20;
+}
+
+/** Work trees for the push figures, one per target and repo, so each push is exactly one new commit. */
+async function makePushDirs(targets: Target[]): Promise<Map<string, string>> {
+  const dirs = new Map<string, string>();
   for (const t of targets) {
     for (const repo of ['acme/small', 'acme/tags']) {
       const dir = tmpDir('bench-push-');
@@ -99,79 +210,10 @@ async function main(): Promise<void> {
         await commit(dir, 'x.txt', 'first\n');
         await must(git(dir, 'push', '-q', t.pushUrl(repo), 'HEAD:refs/heads/main'));
       }
-      pushDirs.set(`${t.name} ${repo}`, dir);
+      dirs.set(`${t.name} ${repo}`, dir);
     }
   }
-
-  const results = new Map<string, Map<string, number>>();
-  const record = (op: string, target: string, value: number) => {
-    const m = results.get(op) ?? new Map<string, number>(); m.set(target, value); results.set(op, m);
-  };
-  const ops: [string, (t: Target, i: number) => Promise<unknown>][] = [
-    ['shallow clone of one tag, protocol v2', (t, i) => shallowClone(t, '2', `t${(i * 7919) % TAGS}`)],
-    ['shallow clone of one tag, protocol v0', (t, i) => shallowClone(t, '0', `t${(i * 7919) % TAGS}`)],
-    ['git ls-remote (all refs, v2)', (t) => must(git(work, 'ls-remote', t.url('acme/tags')))],
-    ['push of one commit (small repo)', async (t, i) => {
-      const dir = pushDirs.get(`${t.name} acme/small`)!;
-      await must(git(dir, 'commit', '-q', '--allow-empty', '-m', `push ${i}`));
-      return timedOnly(() => must(git(dir, 'push', '-q', t.pushUrl('acme/small'), 'HEAD:refs/heads/main')));
-    }],
-    ['push of one commit (20,000-tag repo)', async (t, i) => {
-      const dir = pushDirs.get(`${t.name} acme/tags`)!;
-      await must(git(dir, 'commit', '-q', '--allow-empty', '-m', `push ${i}`));
-      return timedOnly(() => must(git(dir, 'push', '-q', t.pushUrl('acme/tags'), 'HEAD:refs/heads/main')));
-    }],
-    ['push of 100 new tags', async (t, i) => {
-      const dir = pushDirs.get(`${t.name} acme/small`)!;
-      const specs: string[] = [];
-      for (let k = 0; k < 100; k++) { await must(git(dir, 'tag', `r${i}-${k}`)); specs.push(`refs/tags/r${i}-${k}`); }
-      return timedOnly(() => must(git(dir, 'push', '-q', t.pushUrl('acme/small'), ...specs)));
-    }],
-  ];
-  for (const [op, fn] of ops) {
-    process.stderr.write(`bench: ${op}\n`);
-    const samples = new Map<string, number[]>(targets.map((t) => [t.name, []]));
-    for (let i = 0; i < ROUNDS; i++) {
-      // Interleaved, so drift in the machine's load hits both alike.
-      for (const t of i % 2 === 0 ? targets : [...targets].reverse()) {
-        const start = process.hrtime.bigint();
-        const inner = await fn(t, i);
-        samples.get(t.name)!.push(typeof inner === 'number' ? inner : ms(start));
-      }
-    }
-    for (const t of targets) record(op, t.name, median(samples.get(t.name)!));
-  }
-
-  process.stderr.write(`bench: ${CONCURRENT} concurrent shallow clones\n`);
-  let cairnRss = 0;
-  const concurrent = new Map<string, number[]>(targets.map((t) => [t.name, []]));
-  for (let round = 0; round < 3; round++) {
-    for (const t of targets) {
-      const sampler = t.name === 'cairn' ? rssSampler(cairn.child!.pid!) : null;
-      const wall = await timed(() => Promise.all(Array.from({ length: CONCURRENT }, (_, i) => shallowClone(t, '2', `t${(round * 101 + i * 613) % TAGS}`))));
-      if (sampler) cairnRss = Math.max(cairnRss, sampler.stop());
-      concurrent.get(t.name)!.push(wall);
-    }
-  }
-  for (const t of targets) record(`${CONCURRENT} concurrent shallow clones (wall)`, t.name, median(concurrent.get(t.name)!));
-
-  reference.stop();
-  await cairn.stop();
-
-  const lines = [
-    `Fixture: ${TAGS} orphan commits, one tag each (fast-import: ${Math.round(buildMs)} ms). Medians of ${ROUNDS} runs, interleaved;`,
-    `concurrent clones: median of 3 rounds. git ${(await run('git', ['--version'])).stdout.trim().replace('git version ', '')}, node ${process.version}, ${require('node:os').cpus().length} cores.`,
-    '',
-    '| operation | Cairn | http-backend + nginx | ratio |',
-    '| --- | ---: | ---: | ---: |',
-    ...[...results].map(([op, m]) => `| ${op} | ${m.get('cairn')!.toFixed(1)} ms | ${m.get('reference')!.toFixed(1)} ms | ${(m.get('cairn')! / m.get('reference')!).toFixed(2)}x |`),
-    '',
-    `Cairn server RSS (node process) during the concurrent clones: max ${cairnRss.toFixed(0)} MB.`,
-  ];
-  process.stdout.write(lines.join('\n') + '\n');
-  fs.rmSync(work, { recursive: true, force: true });
+  return dirs;
 }
-
-async function timedOnly(fn: () => Promise<unknown>): Promise<number> { return timed(fn); }
 
 main().catch((err) => { process.stderr.write(`bench failed: ${err.stack ?? err}\n`); process.exit(1); });
