@@ -69,6 +69,11 @@ export async function readRefs(env: NodeJS.ProcessEnv, dir: string, refs: readon
   return out;
 }
 
+/** The refs' ids now: from the files backend when it can tell, else from git. */
+export async function currentRefs(env: NodeJS.ProcessEnv, dir: string, refs: readonly string[]): Promise<Map<string, string>> {
+  return readRefsFromFiles(dir, refs) ?? readRefs(env, dir, refs);
+}
+
 export type RefEntry = { ref: string; id: string; commit: string };
 
 /** Every branch and tag, with annotated tags peeled to their commit. */
@@ -103,8 +108,7 @@ export type UpdateFacts = { currentId: string; isFastForward?: boolean };
  */
 export async function gatherFacts(env: NodeJS.ProcessEnv, dir: string, updates: readonly { ref: string; oldId: string; newId: string }[],
   ancestry: ReadonlyMap<string, boolean>, objectEnv: Record<string, string>): Promise<Map<string, UpdateFacts>> {
-  const refs = updates.map((u) => u.ref);
-  const current = readRefsFromFiles(dir, refs) ?? await readRefs(env, dir, refs);
+  const current = await currentRefs(env, dir, updates.map((u) => u.ref));
   const facts = new Map<string, UpdateFacts>();
   for (const u of updates) {
     const currentId = current.get(u.ref) ?? ZERO_ID;

@@ -17,7 +17,9 @@ describe('SIGKILL while pushes are in flight', () => {
     let settledAtStart = 0;
     const confirmed: { repo: string; ref: string; id: string }[] = [];
     let round = 0;
-    for (const delayMs of [60, 120, 180, 240, 320, 400]) {
+    // Most rounds kill the server the moment it allows a push (between its verdict and git applying it:
+    // the window that matters); the others at a fixed delay, wherever that lands.
+    for (const killAt of ['verdict', 'verdict', 'verdict', 120, 'verdict', 320]) {
       round++;
       // The work is made first, so the kill lands among pushes, not among commits.
       const work = await Promise.all(Array.from({ length: 8 }, async (_, i) => {
@@ -27,18 +29,24 @@ describe('SIGKILL while pushes are in flight', () => {
         const id = await commit(dir, 'blob.bin', crypto.randomBytes(32 * 1024 * (1 + (i % 4))).toString('base64'), `round ${round} job ${i}`);
         return { dir, id, repo: repos[i % repos.length], ref: `refs/heads/r${round}-j${i}` };
       }));
+      const child = server.child!;
+      const killed = new Promise<void>((resolve) => {
+        if (typeof killAt === 'number') { setTimeout(() => { child.kill('SIGKILL'); resolve(); }, killAt); return; }
+        child.stderr!.on('data', (b: Buffer) => { if (b.toString().includes('push allowed')) { child.kill('SIGKILL'); resolve(); } });
+      });
       const jobs = work.map(async ({ dir, id, repo, ref }, i) => {
         await new Promise((r) => setTimeout(r, i * 15));
         const push = await git(dir, 'push', server.url(repo, { user: 'admin', token: server.adminToken }), `HEAD:${ref}`);
         if (push.code === 0) confirmed.push({ repo, ref, id });
       });
-      await new Promise((r) => setTimeout(r, delayMs));
+      await killed;
       await server.stop('SIGKILL');
       await Promise.all(jobs);
       await server.start();
       settledAtStart += Number(/"settled":(\d+)/.exec(server.stderr)?.[1] ?? 0);
     }
     t.diagnostic(`pushes confirmed to clients: ${confirmed.length}; pushes settled by a restart: ${settledAtStart}`);
+    assert.ok(settledAtStart >= 4, 'the kills landed between a verdict and its settling');
     for (const repo of repos) {
       const refs = await server.diskRefs(repo);
       const ledger = (await server.api('GET', `/api/v1/repos/${repo}/pushes?limit=1000`, undefined, server.adminToken)).body as

@@ -7,7 +7,7 @@ import { Logger } from '../../log';
 import * as store from '../../store';
 import type { Repo } from '../../store';
 import { decidePush, refusalLine, Refusal, RefUpdate } from '../../policy';
-import { acquirePushLock, adoptDefaultBranch, gatherFacts, LockTimeout, packRefs, readRefs } from '../../git';
+import { acquirePushLock, adoptDefaultBranch, currentRefs, gatherFacts, LockTimeout, packRefs } from '../../git';
 import { recordPendingPush, settlePush } from '../../events';
 import { metrics } from '../../metrics';
 
@@ -72,7 +72,7 @@ export class HookServer {
   async settle(pushId: number, repoPath: string): Promise<void> {
     const push = await store.findPush(this.db, pushId);
     if (!push) return;
-    const disk = await readRefs(this.gitEnv, repoPath, push.updates.map((u) => u.ref));
+    const disk = await currentRefs(this.gitEnv, repoPath, push.updates.map((u) => u.ref));
     const { outcome, seq } = await settlePush(this.db, pushId, disk);
     if (outcome === 'accepted') {
       metrics.pushesAccepted.inc({ transport: push.transport });
