@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import http from 'node:http';
 import net from 'node:net';
 import type { Config } from './config';
@@ -6,7 +7,7 @@ import type { Logger } from './log';
 import { openDb, migrate, Knex } from './db';
 import * as store from './store';
 import { loadSigningKey } from './auth';
-import { baseGitEnv, clearOwnStaleLock, isProcessAlive, repoPath, wireRepo } from './git';
+import { baseGitEnv, clearOwnStaleLock, repoPath, wireRepo } from './git';
 import { HookServer } from './transport/hook';
 import { createHttpApp, listenHttp } from './transport/http';
 import { startSsh } from './transport/ssh';
@@ -16,16 +17,21 @@ export type RunningServer = { httpPort: number; sshPort: number; stop(): Promise
 
 /** Wiring only: config → database → repositories → listeners. */
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+  // The hook is the protection: a server that could not run it must not start.
+  fs.accessSync(path.join(config.hooksDir, 'pre-receive'), fs.constants.X_OK);
   const db = await openDb(config);
   await migrate(db);
   const signingKey = loadSigningKey(config.keysDir);
   fs.mkdirSync(config.reposDir, { recursive: true });
   const gitEnv = baseGitEnv(config.dataDir);
 
-  const hooks = new HookServer(db, gitEnv, log.child({ mod: 'hook' }));
+  const hooks = new HookServer(db, gitEnv, config.reposDir, log.child({ mod: 'hook' }));
   await hooks.listen();
   await prepareRepos(db, config, gitEnv, log);
-  await settleLeftovers(db, hooks, config, log);
+  // Pushes this host allowed but never settled (the server was killed): once any receive-pack that
+  // outlived its server is gone, the disk says what landed. One still running is left to the next verdict.
+  const leftovers = await hooks.settleLeftovers({ host: os.hostname() }, 20_000);
+  if (leftovers.settled + leftovers.running > 0) log.info(leftovers, 'settled pushes left pending by a previous process');
 
   const ssh = await startSsh({ config, db, log, hooks, gitEnv });
   let httpPort = config.httpPort;
@@ -59,20 +65,4 @@ async function prepareRepos(db: Knex, config: Config, gitEnv: NodeJS.ProcessEnv,
     if (clearOwnStaleLock(dir)) log.warn({ dir }, 'cleared a push lock left by a previous process');
   }
   if (rewired > 0) log.info({ rewired }, 'repositories re-wired to the current hooks and settings');
-}
-
-/**
- * Pushes this host allowed but never settled (the server was killed): wait for any receive-pack that outlived
- * its server, then record exactly what landed on disk. Nothing is lost and nothing is counted twice.
- */
-async function settleLeftovers(db: Knex, hooks: HookServer, config: Config, log: Logger): Promise<void> {
-  const pending = await store.pendingPushes(db, os.hostname());
-  for (const push of pending) {
-    const deadline = Date.now() + 20_000;
-    while (push.pid && isProcessAlive(push.pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    const repo = await store.findRepoById(db, push.repoId);
-    if (!repo) continue;
-    await hooks.settle(push.id, repoPath(config.reposDir, repo.tenantName, repo.name));
-  }
-  if (pending.length > 0) log.info({ settled: pending.length }, 'settled pushes left pending by a previous process');
 }

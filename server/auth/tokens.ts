@@ -15,8 +15,13 @@ export function loadSigningKey(keysDir: string): Buffer {
   fs.mkdirSync(keysDir, { recursive: true, mode: 0o700 });
   fs.chmodSync(keysDir, 0o700);
   const file = path.join(keysDir, 'token-signing.key');
+  const checked = (key: Buffer): Buffer => {
+    // A truncated or emptied key file would make every token trivially forgeable: refuse to start.
+    if (key.length < 32) throw new Error(`${file} holds ${key.length} bytes of key; 32 or more are needed`);
+    return key;
+  };
   try {
-    return Buffer.from(fs.readFileSync(file, 'utf8').trim(), 'base64');
+    return checked(Buffer.from(fs.readFileSync(file, 'utf8').trim(), 'base64'));
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
@@ -27,7 +32,7 @@ export function loadSigningKey(keysDir: string): Buffer {
   } catch (err) {
     // Another process made it first: use theirs, so tokens signed by either stay valid.
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    return Buffer.from(fs.readFileSync(file, 'utf8').trim(), 'base64');
+    return checked(Buffer.from(fs.readFileSync(file, 'utf8').trim(), 'base64'));
   }
 }
 

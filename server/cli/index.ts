@@ -99,7 +99,7 @@ export function buildCli(): Command {
             if (page.length < 1000) break;
             after = page[page.length - 1].seq as number;
           }
-          const disk = new Map((await listRefs(gitEnv, dir)).map((r) => [r.ref, r.id]));
+          const disk = new Map((await listRefs(gitEnv, dir, true)).map((r) => [r.ref, r.id]));
           found.push(...verifyLedger(pushes, disk).map((p) => `${name}: ${p}`));
         }
         process.stderr.write(`checked ${repos.length} ${repos.length === 1 ? 'repository' : 'repositories'}\n`);

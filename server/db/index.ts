@@ -48,4 +48,24 @@ export function mapDbError(err: unknown, onDuplicate: () => Error): Error {
   return isUniqueViolation(err) ? onDuplicate() : (err as Error);
 }
 
+/** SQLITE_BUSY: another connection (a CLI command, another process) holds the write lock. */
+const isBusy = (err: unknown): boolean => /SQLITE_BUSY/.test(String((err as { code?: string })?.code ?? '')) ||
+  /SQLITE_BUSY/.test(String((err as Error)?.message ?? ''));
+
+/**
+ * Runs `fn` in a transaction, retried when SQLite answers busy. A deferred SQLite transaction that reads
+ * and then writes fails at once (no busy wait) if another connection wrote in between; a retry sees the
+ * new state and succeeds. The caller's work must therefore be safe to run again, as a transaction is.
+ */
+export async function inTransaction<T>(db: Knex, fn: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await db.transaction(fn);
+    } catch (err) {
+      if (!isBusy(err) || attempt >= 40) throw err;
+      await new Promise((r) => setTimeout(r, Math.min(25 * attempt, 500)));
+    }
+  }
+}
+
 export const now = (): string => new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');

@@ -1,5 +1,5 @@
 import crypto from 'node:crypto';
-import { Knex, now } from '../db';
+import { inTransaction, Knex, now } from '../db';
 import * as store from '../store';
 import type { Push } from '../store';
 
@@ -15,7 +15,9 @@ export function entryHash(prevHash: string, e: Entry): string {
   return crypto.createHash('sha256').update(lines.join('\n')).digest('hex');
 }
 
-export const recordPendingPush = store.insertPendingPush;
+/** The push the hook allowed, with its updates, in one transaction: all of it or none. */
+export const recordPendingPush = (db: Knex, p: store.NewPush): Promise<number> =>
+  inTransaction(db, (trx) => store.insertPendingPush(trx, p));
 
 /**
  * Turns a pending push into what actually happened, judged by the refs on disk: an update whose ref
@@ -24,7 +26,7 @@ export const recordPendingPush = store.insertPendingPush;
  */
 export async function settlePush(db: Knex, pushId: number,
   diskRefs: ReadonlyMap<string, string>): Promise<{ outcome: 'accepted' | 'void' | 'already'; seq: number | null }> {
-  return db.transaction(async (trx) => {
+  return inTransaction(db, async (trx) => {
     const push = await store.findPush(trx, pushId);
     if (!push || push.state !== 'pending') return { outcome: 'already', seq: push?.seq ?? null };
     const applied = push.updates.filter((u) => (diskRefs.get(u.ref) ?? ZERO_ID) === u.newId);

@@ -12,7 +12,7 @@ export type ReceiveRequest = {
 
 const OID = /^[0-9a-f]{40}$/;
 /** The longest command section buffered before deciding: room for a push of 100,000 tags. */
-const MAX_HEAD_BYTES = 64 * 1024 * 1024;
+const MAX_HEAD_BYTES = 32 * 1024 * 1024;
 
 /**
  * Parses the start of a receive-pack request (`old new ref\0caps`, …, flush) from `buf`.

@@ -9,12 +9,6 @@ const ZERO_ID = '0'.repeat(40);
 export const repoPath = (reposDir: string, tenant: string, repo: string): string =>
   path.join(reposDir, tenant, `${repo}.git`);
 
-/**
- * Bump when the settings below change: start-up re-wires every repository whose marker differs,
- * so an upgrade (or a moved install) reaches old repositories.
- */
-const WIRE_VERSION = 2;
-
 /** Each repository's own config: the hook that guards it, and git's receive.* checks as a second line of defence. */
 function repoSettings(hooksDir: string): [string, string][] {
   return [
@@ -31,7 +25,8 @@ function repoSettings(hooksDir: string): [string, string][] {
     ['core.logAllRefUpdates', 'always'],
     ['uploadpack.allowFilter', 'true'],
     ['uploadpack.allowAnySHA1InWant', 'true'],
-    ['cairn.wired', `${WIRE_VERSION}:${hooksDir}`],
+    // A replace ref could make a non-fast-forward look like one to every ancestry check.
+    ['core.useReplaceRefs', 'false'],
   ];
 }
 
@@ -42,16 +37,24 @@ export async function initRepo(env: NodeJS.ProcessEnv, hooksDir: string, dir: st
   await wireRepo(env, hooksDir, dir);
 }
 
-/** Returns true when the repository needed (and got) its settings. */
+/**
+ * Returns true when the repository needed (and got) its settings. Every value is compared with what the
+ * config holds now, so a hand-edited config is put right at the next start.
+ */
 export async function wireRepo(env: NodeJS.ProcessEnv, hooksDir: string, dir: string): Promise<boolean> {
   const configFile = path.join(dir, 'config');
-  const text = fs.readFileSync(configFile, 'utf8');
-  const marker = `${WIRE_VERSION}:${hooksDir}`;
-  if (/^\[cairn\]/m.test(text) && text.split('\n').some((l) => l.trim() === `wired = ${marker}`)) return false;
-  for (const [key, value] of repoSettings(hooksDir)) {
-    await git(['config', '--file', configFile, key, value], { env });
+  const current = new Map<string, string>();
+  for (const line of (await git(['config', '--file', configFile, '--list'], { env })).split('\n')) {
+    const eq = line.indexOf('=');
+    if (eq > 0) current.set(line.slice(0, eq).toLowerCase(), line.slice(eq + 1));
   }
-  return true;
+  let changed = false;
+  for (const [key, value] of repoSettings(hooksDir)) {
+    if (current.get(key.toLowerCase()) === value) continue;
+    await git(['config', '--file', configFile, key, value], { env });
+    changed = true;
+  }
+  return changed;
 }
 
 /** The current ids of exactly these refs (missing refs are absent from the map). */
@@ -76,9 +79,9 @@ export async function currentRefs(env: NodeJS.ProcessEnv, dir: string, refs: rea
 
 export type RefEntry = { ref: string; id: string; commit: string };
 
-/** Every branch and tag, with annotated tags peeled to their commit. */
-export async function listRefs(env: NodeJS.ProcessEnv, dir: string): Promise<RefEntry[]> {
-  const stdout = await git(['for-each-ref', '--format=%(refname) %(objectname) %(*objectname)', 'refs/heads', 'refs/tags'],
+/** Every branch and tag (or, with `everything`, every ref there is), annotated tags peeled to their commit. */
+export async function listRefs(env: NodeJS.ProcessEnv, dir: string, everything = false): Promise<RefEntry[]> {
+  const stdout = await git(['for-each-ref', '--format=%(refname) %(objectname) %(*objectname)', ...(everything ? [] : ['refs/heads', 'refs/tags'])],
     { cwd: dir, env });
   return stdout.split('\n').filter(Boolean).map((line) => {
     const [ref, id, peeled] = line.split(' ');

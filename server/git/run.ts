@@ -12,7 +12,7 @@ export function baseGitEnv(dataDir: string, extra: Record<string, string> = {}):
   const home = path.join(dataDir, 'git-home');
   fs.mkdirSync(home, { recursive: true });
   return { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, LANG: 'C', GIT_CONFIG_NOSYSTEM: '1',
-    GIT_TERMINAL_PROMPT: '0', ...extra };
+    GIT_TERMINAL_PROMPT: '0', GIT_NO_REPLACE_OBJECTS: '1', ...extra };
 }
 
 /** Runs git with an argument array (never a shell) and collects its output. */

@@ -15,6 +15,8 @@ export type ServeGitOptions = {
   statelessRpc: boolean;
   advertiseRefs?: boolean;
   maxInputBytes?: number;
+  /** For receive-pack: the hook it must run, whatever the repository's own config says. */
+  hooksDir?: string;
 };
 
 /**
@@ -23,7 +25,10 @@ export type ServeGitOptions = {
  */
 export function serveGit(o: ServeGitOptions): ChildProcess {
   const config = o.service === 'git-receive-pack'
-    ? ['-c', 'receive.fsckObjects=true', ...(o.maxInputBytes ? ['-c', `receive.maxInputSize=${o.maxInputBytes}`] : [])]
+    // The protection never rests on a file a person could edit: the hook and git's own checks ride on -c.
+    ? ['-c', `core.hooksPath=${o.hooksDir ?? ''}`, '-c', 'receive.fsckObjects=true', '-c', 'receive.denyDeletes=true',
+      '-c', 'receive.denyNonFastForwards=true', '-c', 'receive.shallowUpdate=false',
+      ...(o.maxInputBytes ? ['-c', `receive.maxInputSize=${o.maxInputBytes}`] : [])]
     // Any id may be asked for: nothing is ever pruned, and a partial clone fetches its blobs by id later.
     : ['-c', 'uploadpack.allowFilter=true', '-c', 'uploadpack.allowAnySHA1InWant=true'];
   const args = [...config, o.service.slice(4),

@@ -13,6 +13,8 @@ export const REFUSALS = {
   CAIRN_REF_DELETE: 'refs are never deleted',
   CAIRN_NON_FAST_FORWARD: 'branches only move forward (fetch, merge or rebase, then push)',
   CAIRN_REF_MOVED: 'the ref changed since you fetched (fetch, then push again)',
+  CAIRN_REF_UNCHANGED: 'the ref already points there; nothing to push',
+  CAIRN_REF_DUPLICATE: 'the same ref appears twice in this push',
 } as const;
 export type RefusalCode = keyof typeof REFUSALS;
 export type Refusal = { code: RefusalCode; ref: string; reason: string };
@@ -26,12 +28,19 @@ function commandRefusal(repo: { isArchived: boolean }, u: RefUpdate): Refusal | 
   // Any update of an existing tag, deletion included, is a move: checked before the delete rule for a clearer reason.
   if (u.ref.startsWith('refs/tags/') && u.oldId !== ZERO_ID) return refuse('CAIRN_TAG_IMMUTABLE', u.ref);
   if (u.newId === ZERO_ID) return refuse('CAIRN_REF_DELETE', u.ref);
+  // git never sends one; a hand-made push could, and would be recorded (and trigger builds) for nothing.
+  if (u.oldId === u.newId) return refuse('CAIRN_REF_UNCHANGED', u.ref);
   return null;
 }
 
 /** Every refusal of the command list alone, one per refused ref; empty means "go on and receive the pack". */
 export function decideCommands(repo: { isArchived: boolean }, updates: readonly RefUpdate[]): Refusal[] {
-  return updates.map((u) => commandRefusal(repo, u)).filter((r): r is Refusal => r !== null);
+  const seen = new Set<string>();
+  return updates.map((u) => {
+    if (seen.has(u.ref)) return refuse('CAIRN_REF_DUPLICATE', u.ref);
+    seen.add(u.ref);
+    return commandRefusal(repo, u);
+  }).filter((r): r is Refusal => r !== null);
 }
 
 /**
@@ -41,10 +50,10 @@ export function decideCommands(repo: { isArchived: boolean }, updates: readonly 
  */
 export function decidePush(repo: { isArchived: boolean }, updates: readonly RefUpdate[],
   facts: ReadonlyMap<string, RefFacts>): Refusal[] {
-  const refusals: Refusal[] = [];
+  const refusals: Refusal[] = decideCommands(repo, updates);
+  const early = new Set(refusals.map((r) => r.ref));
   for (const u of updates) {
-    const early = commandRefusal(repo, u);
-    if (early) { refusals.push(early); continue; }
+    if (early.has(u.ref)) continue;
     const f = facts.get(u.ref);
     if (!f) { refusals.push(refuse(u.ref.startsWith('refs/tags/') ? 'CAIRN_TAG_IMMUTABLE' : 'CAIRN_NON_FAST_FORWARD', u.ref)); continue; }
     if (f.currentId === u.oldId) {

@@ -47,8 +47,11 @@ export async function findPush(db: Db, id: number): Promise<Push | null> {
   return row ? (await withUpdates(db, [row]))[0] : null;
 }
 
-export async function pendingPushes(db: Db, host: string): Promise<Push[]> {
-  return withUpdates(db, await db<PushRow>('pushes').where({ state: 'pending', host }).orderBy('id'));
+export async function pendingPushes(db: Db, where: { host?: string; repoId?: number }): Promise<Push[]> {
+  const q = db<PushRow>('pushes').where({ state: 'pending' }).orderBy('id');
+  if (where.host !== undefined) q.andWhere('host', where.host);
+  if (where.repoId !== undefined) q.andWhere('repo_id', where.repoId);
+  return withUpdates(db, await q);
 }
 
 /** The end of a repo's ledger, or null for a repo with no accepted push yet. */

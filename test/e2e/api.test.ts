@@ -134,6 +134,7 @@ describe('REST API', () => {
       const selfPromote = await server.api('PUT', '/api/v1/repos/acme/app/members/alice', { role: 'admin' }, alice);
       assert.equal(selfPromote.status, 403);
       assert.equal((await server.api('PATCH', '/api/v1/repos/acme/app', { archived: true }, alice)).status, 403);
+      assert.equal((await server.api('GET', '/api/v1/repos/acme/app/members', undefined, alice)).status, 403, 'readers do not list members');
       const members = await server.api('GET', '/api/v1/repos/acme/app/members', undefined, server.adminToken);
       assert.deepEqual(members.body.map((m: { user: string; role: string }) => [m.user, m.role]), [['alice', 'read']]);
       assert.equal((await server.api('DELETE', '/api/v1/repos/acme/app/members/alice', undefined, server.adminToken)).status, 204);
@@ -156,6 +157,7 @@ describe('REST API', () => {
       assert.equal((await server.api('GET', '/api/v1/repos/acme/pub')).status, 200);
       assert.equal((await server.api('GET', '/api/v1/repos/acme/pub/refs')).status, 200);
       assert.equal((await server.api('PATCH', '/api/v1/repos/acme/pub', { archived: true })).status, 401);
+      assert.equal((await server.api('GET', '/api/v1/repos/acme/pub/members')).status, 401, 'anonymous readers do not list members');
     });
 
     it('only admins create users; users see themselves, not others', async () => {
@@ -233,6 +235,12 @@ describe('REST API', () => {
       assert.equal(m.status, 405);
       assert.match(m.headers.get('allow') ?? '', /GET/);
     });
+  });
+
+  it('answers a path that does not decode with 401/404, not a crash', async () => {
+    const r = await fetch(`${server.base}/%ZZ/x.git/info/refs?service=git-upload-pack`);
+    assert.equal(r.status, 401);
+    assert.equal((await fetch(`${server.base}/healthz`)).status, 200);
   });
 
   it('serves /healthz and /metrics without credentials', async () => {

@@ -61,12 +61,15 @@ describe('cairn admin, without a running server', () => {
     const parent = (await must(git(dir, 'rev-parse', 'refs/heads/main~1'))).stdout.trim();
     await must(git(dir, 'update-ref', 'refs/heads/main', parent));
     await must(git(dir, 'update-ref', 'refs/heads/planted', parent));
+    await must(git(dir, 'update-ref', 'refs/notes/planted', parent));
     const r = await server.cli('admin', 'verify');
     assert.equal(r.code, 1);
     assert.match(r.stdout, new RegExp(`acme/app: refs/heads/main: ledger ends at ${main}, disk has ${parent}`));
     assert.match(r.stdout, /acme\/app: refs\/heads\/planted: on disk .* never recorded/);
+    assert.match(r.stdout, /acme\/app: refs\/notes\/planted: on disk .* never recorded/, 'refs outside heads and tags count too');
     await must(git(dir, 'update-ref', 'refs/heads/main', main));
     await must(git(dir, 'update-ref', '-d', 'refs/heads/planted'));
+    await must(git(dir, 'update-ref', '-d', 'refs/notes/planted'));
   });
 
   it('verify reports an edited or removed ledger record', async () => {

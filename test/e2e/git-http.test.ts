@@ -41,6 +41,14 @@ describe('smart HTTP with the real git client', () => {
   });
 
   for (const version of ['2', '0']) {
+    it(`makes shallow and partial clones over protocol v${version}`, async () => {
+      const dir = tmpDir();
+      const url = server.url('acme/app', { user: 'reader', token: reader });
+      assert.equal((await git(dir, '-c', `protocol.version=${version}`, 'clone', '-q', '--depth', '1', '--branch', 'v2', url, 's')).code, 0);
+      const partial = await git(dir, '-c', `protocol.version=${version}`, 'clone', '-q', '--filter=blob:none', url, 'p');
+      assert.equal(partial.code, 0, partial.stderr);
+    });
+
     it(`clones and fetches over protocol v${version}`, async () => {
       const dir = tmpDir();
       const clone = await git(dir, '-c', `protocol.version=${version}`, 'clone', '-q', server.url('acme/app', { user: 'reader', token: reader }), 'c');
@@ -129,6 +137,14 @@ describe('smart HTTP with the real git client', () => {
     assert.match(push.stderr, /write access to acme\/app is required/, 'the reason reaches the git user');
     const wrongUser = await git(`${dir}/c`, 'push', server.url('acme/app', { user: 'reader', token: alice }), 'main');
     assert.notEqual(wrongUser.code, 0, 'a token only works with its own user name');
+    assert.match(wrongUser.stderr, /Authentication failed|401/);
+    const revoked = await server.api('POST', '/api/v1/users/reader/tokens', { expires_in: 600 }, reader);
+    await server.api('DELETE', `/api/v1/users/reader/tokens/${revoked.body.id}`, undefined, reader);
+    for (const bad of [revoked.body.token, 'garbage', `${reader}x`]) {
+      const r = await git(tmpDir(), 'clone', server.url('acme/app', { user: 'reader', token: bad }), 'x');
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /Authentication failed|401/);
+    }
     assert.deepEqual(await server.diskRefs('acme/app'), before);
   });
 

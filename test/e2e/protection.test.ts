@@ -2,6 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { commit, git, gitEnvRun, must, ROOT, startTestServer, TestServer, tmpDir, workTree } from '../harness';
+import { FLUSH, pkt } from '../../server/git';
 
 /** Promise 1 and 2: nothing pushed is ever deleted, moved backwards or re-tagged, and a refused push changes nothing. */
 describe('history protection', () => {
@@ -66,11 +67,7 @@ describe('history protection', () => {
     await must(git(w, 'fetch', '-q', 'origin'));
     await must(git(w, 'reset', '-q', '--hard', base));
     await commit(w, 'c.txt', 'diverged\n');
-    const refsBefore = await server.diskRefs('acme/app');
-    const push = await git(w, 'push', '--force', 'origin', 'HEAD:main');
-    assert.notEqual(push.code, 0);
-    assert.match(push.stderr, /remote: CAIRN_NON_FAST_FORWARD refs\/heads\/main: branches only move forward/);
-    assert.deepEqual(await server.diskRefs('acme/app'), refsBefore);
+    await refusedFrom(w, ['--force', 'HEAD:main'], /remote: CAIRN_NON_FAST_FORWARD refs\/heads\/main: branches only move forward/);
   });
 
   it('refuses refs outside refs/heads and refs/tags', async () => {
@@ -101,10 +98,12 @@ describe('history protection', () => {
 
   async function refusedFrom(dir: string, args: string[], expected: RegExp): Promise<void> {
     const before = await server.diskRefs('acme/app');
+    const pushesBefore = await pushCount();
     const push = await git(dir, 'push', 'origin', ...args);
     assert.notEqual(push.code, 0);
     assert.match(push.stderr, expected);
     assert.deepEqual(await server.diskRefs('acme/app'), before);
+    assert.equal(await pushCount(), pushesBefore, 'no push recorded');
   }
 
   it('keeps every id a ref ever pointed to fetchable, and the repo never prunes', async () => {
@@ -152,11 +151,39 @@ describe('history protection', () => {
     assert.equal(clone.code, 0, 'an archived repo stays readable');
   });
 
+  it('ignores a tampered repository config: the hook and git\'s checks ride on every receive-pack', async () => {
+    const repoDir = server.repoDir('acme/app');
+    await must(git(repoDir, 'config', 'core.hooksPath', '/nonexistent'));
+    await must(git(repoDir, 'config', 'receive.denyNonFastForwards', 'false'));
+    const w = await workTree(server.url('acme/app', { user: 'admin', token: server.adminToken }));
+    await must(git(w, 'fetch', '-q', 'origin'));
+    await must(git(w, 'reset', '-q', '--hard', base));
+    await commit(w, 'f.txt', 'forced over a tampered config\n');
+    await refusedFrom(w, ['--force', 'HEAD:main'], /CAIRN_NON_FAST_FORWARD refs\/heads\/main/);
+  });
+
+  it('refuses hand-made pushes git never sends: an unchanged ref, the same ref twice', async () => {
+    const head = (await server.diskRefs('acme/app')).get('refs/heads/main')!;
+    const basic = `Basic ${Buffer.from(`admin:${server.adminToken}`).toString('base64')}`;
+    const send = async (lines: string[]) => {
+      const body = Buffer.concat([...lines.map((l, i) => pkt(`${l}${i === 0 ? '\0report-status' : ''}\n`)), FLUSH]);
+      const res = await fetch(`${server.base}/acme/app.git/git-receive-pack`, { method: 'POST', body,
+        headers: { 'content-type': 'application/x-git-receive-pack-request', authorization: basic } });
+      return res.text();
+    };
+    const before = await server.diskRefs('acme/app');
+    const pushesBefore = await pushCount();
+    assert.match(await send([`${head} ${head} refs/heads/main`]), /ng refs\/heads\/main CAIRN_REF_UNCHANGED/);
+    assert.match(await send([`${'0'.repeat(40)} ${head} refs/heads/twice`, `${'0'.repeat(40)} ${head} refs/heads/twice`]),
+      /ng refs\/heads\/twice CAIRN_REF_DUPLICATE/);
+    assert.deepEqual(await server.diskRefs('acme/app'), before);
+    assert.equal(await pushCount(), pushesBefore);
+  });
+
   it('re-wires every repository at start, so an old or tampered config gets the hook back', async () => {
     const repoDir = server.repoDir('acme/app');
     await must(git(repoDir, 'config', 'core.hooksPath', '/nonexistent'));
     await must(git(repoDir, 'config', 'receive.denyDeletes', 'false'));
-    await must(git(repoDir, 'config', '--unset', 'cairn.wired'));
     await server.stop();
     await server.start();
     assert.equal((await must(git(repoDir, 'config', 'core.hooksPath'))).stdout.trim(), path.join(ROOT, 'hooks'));

@@ -59,6 +59,12 @@ describe('protection policy', () => {
       ['CAIRN_TAG_IMMUTABLE refs/tags/v2']);
   });
 
+  it('refuses an update that changes nothing, and the same ref twice in one push', () => {
+    assert.deepEqual(codes(decideCommands(open, [{ ref: 'refs/heads/main', oldId: A, newId: A }])), ['CAIRN_REF_UNCHANGED refs/heads/main']);
+    assert.deepEqual(codes(decideCommands(open, [{ ref: 'refs/heads/x', oldId: ZERO_ID, newId: A }, { ref: 'refs/heads/x', oldId: ZERO_ID, newId: B }])),
+      ['CAIRN_REF_DUPLICATE refs/heads/x']);
+  });
+
   it('refuses everything in an archived repository', () => {
     assert.deepEqual(codes(decideCommands({ isArchived: true }, [{ ref: 'refs/heads/x', oldId: ZERO_ID, newId: A }])),
       ['CAIRN_REPO_ARCHIVED refs/heads/x']);

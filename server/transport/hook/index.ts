@@ -7,7 +7,7 @@ import { Logger } from '../../log';
 import * as store from '../../store';
 import type { Repo } from '../../store';
 import { decidePush, refusalLine, Refusal, RefUpdate } from '../../policy';
-import { acquirePushLock, adoptDefaultBranch, currentRefs, gatherFacts, LockTimeout, packRefs } from '../../git';
+import { acquirePushLock, adoptDefaultBranch, currentRefs, gatherFacts, isProcessAlive, LockTimeout, packRefs, repoPath } from '../../git';
 import { recordPendingPush, settlePush } from '../../events';
 import { metrics } from '../../metrics';
 
@@ -25,19 +25,22 @@ export type PushSession = {
 export type PushActor = { userName: string; userId: number | null; transport: 'http' | 'ssh' | 'internal' };
 
 type SessionState = { actor: PushActor; repo: Repo; repoPath: string; pid: number | null; used: boolean;
-  pushId: number | null; release: (() => void) | null };
+  pushId: number | null; release: (() => void) | null; verdict: Promise<unknown> | null };
 
 const LOCK_WAIT_MS = 45_000;
-const MAX_HOOK_INPUT = 64 * 1024 * 1024;
+const MAX_HOOK_INPUT = 40 * 1024 * 1024;
 const UPDATE_LINE = /^([0-9a-f]{40}) ([0-9a-f]{40}) (refs\/\S+)$/;
 const ANCESTRY_LINE = /^ancestry (refs\/heads\/\S+) (yes|no)$/;
 
 export class HookServer {
   private readonly sessions = new Map<string, SessionState>();
+  /** Pushes allowed by a live session of this process: never a leftover to settle. */
+  private readonly activePushIds = new Set<number>();
   private server: net.Server | null = null;
   port = 0;
 
-  constructor(private readonly db: Knex, private readonly gitEnv: NodeJS.ProcessEnv, private readonly log: Logger) {}
+  constructor(private readonly db: Knex, private readonly gitEnv: NodeJS.ProcessEnv, private readonly reposDir: string,
+    private readonly log: Logger) {}
 
   async listen(): Promise<void> {
     this.server = net.createServer((socket) => this.onConnection(socket));
@@ -52,16 +55,21 @@ export class HookServer {
   open(actor: PushActor, repo: Repo, repoPath: string): PushSession {
     const token = crypto.randomBytes(32).toString('hex');
     const key = sessionKey(token);
-    const state: SessionState = { actor, repo, repoPath, pid: null, used: false, pushId: null, release: null };
+    const state: SessionState = { actor, repo, repoPath, pid: null, used: false, pushId: null, release: null, verdict: null };
     this.sessions.set(key, state);
     return {
       env: { CAIRN_HOOK_PORT: String(this.port), CAIRN_PUSH_TOKEN: token },
       setPid: (pid) => { state.pid = pid ?? null; },
       finish: async () => {
         this.sessions.delete(key);
+        // receive-pack can exit while its verdict is still being made (the hook gave up waiting): let the
+        // verdict finish first, so whatever it took (the lock, a pending record) is settled and given back.
+        await state.verdict?.catch(() => undefined);
         try {
           if (state.pushId !== null) await this.settle(state.pushId, state.repoPath);
         } finally {
+          // Released even when settling failed: the next verdict on this repository settles it first.
+          if (state.pushId !== null) this.activePushIds.delete(state.pushId);
           state.release?.();
         }
       },
@@ -79,11 +87,31 @@ export class HookServer {
       const created = push.updates.filter((u) => u.ref.startsWith('refs/heads/') && disk.get(u.ref) === u.newId && /^0{40}$/.test(u.oldId));
       await adoptDefaultBranch(this.gitEnv, repoPath, created.map((u) => u.ref));
       if (shouldPackRefs(push.updates.length, seq ?? 0)) {
-        // Off the push path: git takes its own locks, so this runs safely beside the next push.
-        packRefs(this.gitEnv, repoPath).catch((err) => this.log.warn({ err, repo_path: repoPath }, 'pack-refs failed'));
+        // After the client has its answer but under the push lock: the next verdict reads refs from the
+        // files, and must not see packed-refs change under it.
+        await packRefs(this.gitEnv, repoPath).catch((err) => this.log.warn({ err, repo_path: repoPath }, 'pack-refs failed'));
       }
     }
     this.log.info({ push_id: pushId, outcome }, 'push settled');
+  }
+
+  /**
+   * Pushes left pending — by a killed server, or a settle that failed — are settled from the disk: at start
+   * for every repository, and under the push lock before each verdict for that repository, so no later
+   * push can land before them. One whose receive-pack is still running on this host is waited for; it
+   * counts as unsettled if it outlives `waitMs`.
+   */
+  async settleLeftovers(where: { host?: string; repoId?: number }, waitMs: number): Promise<{ settled: number; running: number }> {
+    let settled = 0; let running = 0;
+    for (const push of await store.pendingPushes(this.db, where)) {
+      if (this.activePushIds.has(push.id)) continue;
+      if (push.host === os.hostname() && push.pid !== null && !(await exited(push.pid, waitMs))) { running++; continue; }
+      const repo = await store.findRepoById(this.db, push.repoId);
+      if (!repo) continue;
+      await this.settle(push.id, repoPath(this.reposDir, repo.tenantName, repo.name));
+      settled++;
+    }
+    return { settled, running };
   }
 
   private onConnection(socket: net.Socket): void {
@@ -120,6 +148,13 @@ export class HookServer {
     const state = token ? this.sessions.get(sessionKey(token)) : undefined;
     if (!state || state.used) return [refusalText('CAIRN_NO_SESSION', 'unknown or finished push session; push refused')];
     state.used = true;
+    const decided = this.decide(state, objects, alternates, quarantine, updateLines, elapsedMs);
+    state.verdict = decided;
+    return decided;
+  }
+
+  private async decide(state: SessionState, objects: string, alternates: string, quarantine: string, updateLines: string[],
+    elapsedMs: () => number): Promise<string[]> {
     const objectEnv = quarantineEnv(state.repoPath, objects, alternates, quarantine);
     if (!objectEnv) return [refusalText('CAIRN_BAD_HOOK_INPUT', 'object directories outside the repository')];
     const updates: RefUpdate[] = [];
@@ -137,6 +172,11 @@ export class HookServer {
     try {
       state.release = await acquirePushLock(state.repoPath, LOCK_WAIT_MS);
       this.log.debug({ lock_ms: elapsedMs() }, 'push lock taken');
+      const leftovers = await this.settleLeftovers({ repoId: state.repo.id }, 5_000);
+      if (leftovers.running > 0) {
+        state.release(); state.release = null;
+        return [refusalText('CAIRN_REPO_BUSY', 'an earlier push to this repository is still finishing; try again')];
+      }
     } catch (err) {
       if (err instanceof LockTimeout) return [refusalText('CAIRN_REPO_BUSY', 'another push to this repository took too long; try again')];
       throw err;
@@ -152,6 +192,7 @@ export class HookServer {
       }
       state.pushId = await recordPendingPush(this.db, { repoId: repo.id, userName: state.actor.userName,
         userId: state.actor.userId, transport: state.actor.transport, at: now(), host: os.hostname(), pid: state.pid, updates });
+      this.activePushIds.add(state.pushId);
       this.log.info({ push_id: state.pushId, repo: `${repo.tenantName}/${repo.name}`, user: state.actor.userName,
         transport: state.actor.transport, refs: updates.length, verdict_ms: elapsedMs() }, 'push allowed');
       return ['ok'];
@@ -173,6 +214,15 @@ export class HookServer {
  * refs, and every so often otherwise, keeps a repository of 100,000 tags as fast to clone as a small one.
  */
 const shouldPackRefs = (refsInPush: number, seq: number): boolean => refsInPush >= 32 || seq % 64 === 0;
+
+async function exited(pid: number, waitMs: number): Promise<boolean> {
+  const deadline = Date.now() + waitMs;
+  while (isProcessAlive(pid)) {
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return true;
+}
 
 const sessionKey = (token: string): string => crypto.createHash('sha256').update(token).digest('hex');
 

@@ -14,11 +14,14 @@ import type { ApiDeps } from './api';
 
 /** `/TENANT/REPO.git/info/refs`, `/TENANT/REPO.git/git-upload-pack`, `/TENANT/REPO.git/git-receive-pack` (`.git` optional). */
 const GIT_PATH = /^\/([^/]+)\/([^/]+?)(?:\.git)?\/(info\/refs|git-upload-pack|git-receive-pack)$/;
-const MAX_UPLOAD_REQUEST = 64 * 1024 * 1024;
+const MAX_UPLOAD_REQUEST = 16 * 1024 * 1024;
 
 export const matchGitPath = (path: string) => {
   const m = GIT_PATH.exec(path);
-  return m ? { tenant: decodeURIComponent(m[1]), repo: decodeURIComponent(m[2]), action: m[3] } : null;
+  if (!m) return null;
+  // Names need no escaping; a segment that does not decode cannot name anything.
+  const decode = (v: string) => { try { return decodeURIComponent(v); } catch { return '%invalid'; } };
+  return { tenant: decode(m[1]), repo: decode(m[2]), action: m[3] };
 };
 
 /** Smart HTTP: the transport's framing only; permissions and git come from the same faces SSH uses. */
@@ -106,7 +109,7 @@ async function receivePack(ctx: Context, deps: ApiDeps, principal: Principal, re
     return;
   }
   const push: PushContext = { log: deps.log, hooks: deps.hooks, gitEnv: deps.gitEnv, maxPushBytes: deps.config.maxPushBytes,
-    principal, repo, repoPath: dir, transport: 'http' };
+    hooksDir: deps.config.hooksDir, principal, repo, repoPath: dir, transport: 'http' };
   const refusal = screenPush(push, request);
   if (refusal) {
     body.resume();
@@ -125,6 +128,7 @@ async function* prefixed(preface: Buffer, rest: Readable): AsyncGenerator<Buffer
 }
 
 function logFailure(deps: ApiDeps, child: import('node:child_process').ChildProcess, service: string): void {
+  child.on('error', (err) => deps.log.error({ err, service }, 'could not start git'));
   let stderr = '';
   child.stderr!.on('data', (b: Buffer) => { if (stderr.length < 4096) stderr += b.toString('utf8'); });
   child.on('close', (code) => {

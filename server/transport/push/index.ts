@@ -13,9 +13,10 @@ import type { HookServer } from '../hook';
 // The intake of a push, shared by every transport: read the command list, refuse from it what needs no
 // objects, and otherwise run receive-pack under a push session. Each transport only frames the bytes.
 
-const MAX_COMMAND_LIST = 64 * 1024 * 1024;
+/** Room for a push of 100,000 tags with long names, and no more. */
+const MAX_COMMAND_LIST = 32 * 1024 * 1024;
 
-export type PushContext = { log: Logger; hooks: HookServer; gitEnv: NodeJS.ProcessEnv; maxPushBytes: number;
+export type PushContext = { log: Logger; hooks: HookServer; gitEnv: NodeJS.ProcessEnv; maxPushBytes: number; hooksDir: string;
   principal: Principal; repo: Repo; repoPath: string; transport: 'http' | 'ssh' };
 
 export const readPushCommands = (input: Readable): Promise<ReceiveRequest> => readCommandList(input, parseReceiveRequest, MAX_COMMAND_LIST);
@@ -38,7 +39,8 @@ export function startReceivePack(c: PushContext, statelessRpc: boolean, gitProto
   const user = c.principal.kind === 'user' ? c.principal.user : null;
   const session = c.hooks.open({ userName: principalName(c.principal), userId: user?.id ?? null, transport: c.transport }, c.repo, c.repoPath);
   const child = serveGit({ service: 'git-receive-pack', repoPath: c.repoPath, env: { ...c.gitEnv, ...session.env },
-    statelessRpc, gitProtocol, maxInputBytes: c.maxPushBytes });
+    statelessRpc, gitProtocol, maxInputBytes: c.maxPushBytes, hooksDir: c.hooksDir });
+  child.on('error', (err) => c.log.error({ err }, 'could not start git receive-pack'));
   session.setPid(child.pid);
   child.on('close', () => {
     session.finish().catch((err) => c.log.error({ err }, 'settling a push failed; start-up will settle it'));

@@ -158,7 +158,7 @@ async function serveGitSsh(deps: SshDeps, log: Logger, channel: ServerChannel, p
     return;
   }
   const push: PushContext = { log: deps.log, hooks: deps.hooks, gitEnv: deps.gitEnv, maxPushBytes: deps.config.maxPushBytes,
-    principal, repo, repoPath: dir, transport: 'ssh' };
+    hooksDir: deps.config.hooksDir, principal, repo, repoPath: dir, transport: 'ssh' };
   const child = startReceivePack(push, false, gitProtocol);
   const finished = pipeChild(channel, child);
   try {
@@ -188,6 +188,7 @@ async function serveGitSsh(deps: SshDeps, log: Logger, channel: ServerChannel, p
 /** Streams a git child's output to the channel and its exit status back; detach() takes the channel back. */
 function pipeChild(channel: ServerChannel, child: import('node:child_process').ChildProcess): { detach(): void } {
   let attached = true;
+  child.on('error', (err) => { if (attached) refuse(channel, `could not start git: ${err.message}`); attached = false; });
   child.stdout!.pipe(channel, { end: false });
   child.stderr!.pipe(channel.stderr, { end: false });
   child.on('close', (code) => {

@@ -18,10 +18,11 @@ export function memberRoutes(kind: 'tenant' | 'repo', base: string, resolve: Res
   return [
     {
       method: 'get', path: `${base}/members`, summary: `List the ${kind}'s members and their roles`,
-      access: `anyone who can see the ${kind}`,
+      access: `${kind} admins`,
       responses: { 200: { description: 'members, oldest grant first', schema: s.list(s.member) } },
       handler: async ({ params, principal, deps }) => {
-        const scope = await resolve(deps, principal, params, 'read');
+        // Who holds which role is for those who manage it, not for every reader of a public repo.
+        const scope = await resolve(deps, principal, params, 'admin');
         return { status: 200, body: (await store.listMembers(deps.db, scope)).map(toApiMember) };
       },
     },

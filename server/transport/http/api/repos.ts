@@ -1,4 +1,5 @@
 import { CairnError } from '../../../errors';
+import { inTransaction } from '../../../db';
 import * as store from '../../../store';
 import type { Tenant } from '../../../store';
 import { requireRepoRole } from '../../../auth';
@@ -11,7 +12,7 @@ import { memberRoutes } from './members';
 
 /** The row and the bare repository come into being together: a failed `git init` leaves no row behind. */
 export async function createRepo(deps: ApiDeps, tenant: Tenant, name: string, isPublic: boolean) {
-  return deps.db.transaction(async (trx) => {
+  return inTransaction(deps.db, async (trx) => {
     const repo = await store.createRepo(trx, tenant, name, isPublic);
     await initRepo(deps.gitEnv, deps.config.hooksDir, repoPath(deps.config.reposDir, tenant.name, name));
     return repo;

@@ -63,7 +63,7 @@ export const tenantRoutes: Route[] = [
     },
   },
   ...memberRoutes('tenant', '/tenants/{tenant}', async (deps, principal, params, needed) => {
-    const { tenant } = await requireTenantRole(deps.db, principal, params.tenant, needed === 'read' ? 'visible' : 'admin');
+    const { tenant } = await requireTenantRole(deps.db, principal, params.tenant, needed);
     return { kind: 'tenant', id: tenant.id };
   }),
 ];
