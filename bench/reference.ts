@@ -10,7 +10,11 @@ import path from 'node:path';
 export type Reference = { port: number; url: (repo: string) => string; pushUrl: (repo: string) => string; stop(): void };
 
 export function ensureInstalled(): void {
-  const missing = ['nginx', 'fcgiwrap'].filter((p) => spawnSync('sh', ['-c', `command -v ${p} || test -x /usr/sbin/${p}`]).status !== 0);
+  aptInstall(['nginx', 'fcgiwrap'].filter((p) => spawnSync('sh', ['-c', `command -v ${p} || test -x /usr/sbin/${p}`]).status !== 0));
+}
+
+/** Installs Debian packages the bench needs, once, with sudo when not root. */
+export function aptInstall(missing: string[]): void {
   if (missing.length === 0) return;
   const sudo = process.getuid?.() === 0 ? [] : ['sudo'];
   process.stderr.write(`bench: installing ${missing.join(' ')} with apt-get\n`);
@@ -20,7 +24,19 @@ export function ensureInstalled(): void {
   }
 }
 
-async function freePort(): Promise<number> {
+/** Resolves once something accepts connections on the port (up to 2 s). */
+export async function waitForPort(port: number): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const c = net.connect(port, '127.0.0.1', () => { c.end(); resolve(true); });
+      c.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export async function freePort(): Promise<number> {
   return new Promise((resolve) => {
     const s = net.createServer();
     s.listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); });
@@ -75,14 +91,7 @@ http {
 `);
   fs.writeFileSync(path.join(workDir, 'htpasswd'), 'bench:{PLAIN}secret\n');
   const nginx: ChildProcess = spawn('/usr/sbin/nginx', ['-c', conf, '-p', workDir], { stdio: 'ignore' });
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const c = net.connect(port, '127.0.0.1', () => { c.end(); resolve(true); });
-      c.on('error', () => resolve(false));
-    });
-    if (ok) break;
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  await waitForPort(port);
   return {
     port,
     url: (repo) => `http://127.0.0.1:${port}/${repo}.git`,

@@ -1,7 +1,7 @@
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
+import { aptInstall, freePort, waitForPort } from './reference';
 
 /**
  * The SSH reference: OpenSSH's sshd on loopback with git-shell as the forced command (the way gitolite and
@@ -10,21 +10,12 @@ import path from 'node:path';
 export type SshReference = { port: number; url: (repo: string) => string; sshCommand: string; stop(): void };
 
 export function ensureSshd(): void {
-  if (fs.existsSync('/usr/sbin/sshd')) return;
-  const sudo = process.getuid?.() === 0 ? [] : ['sudo'];
-  process.stderr.write('bench: installing openssh-server with apt-get\n');
-  for (const args of [['apt-get', 'update', '-qq'], ['apt-get', 'install', '-y', '-qq', '--no-install-recommends', 'openssh-server']]) {
-    const r = spawnSync(sudo[0] ?? args[0], sudo.length ? args : args.slice(1), { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-    if (r.status !== 0) throw new Error(`${args.join(' ')} failed`);
-  }
+  aptInstall(fs.existsSync('/usr/sbin/sshd') ? [] : ['openssh-server']);
 }
 
 export async function startSshd(projectRoot: string, workDir: string, clientKey: { path: string; publicKey: string }): Promise<SshReference> {
   if (process.getuid?.() !== 0) throw new Error('the sshd reference needs root (sshd logs users in)');
-  const port = await new Promise<number>((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); });
-  });
+  const port = await freePort();
   const dir = path.join(workDir, 'sshd');
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   fs.mkdirSync('/run/sshd', { recursive: true });
@@ -39,14 +30,7 @@ export async function startSshd(projectRoot: string, workDir: string, clientKey:
     'KbdInteractiveAuthentication no', 'UsePAM no', 'StrictModes no', 'AcceptEnv GIT_PROTOCOL', `PidFile ${dir}/sshd.pid`,
     'MaxStartups 100:30:200', 'MaxSessions 100', 'UseDNS no', 'GSSAPIAuthentication no', 'LogLevel ERROR'].join('\n') + '\n');
   const sshd: ChildProcess = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', conf], { stdio: 'ignore' });
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const c = net.connect(port, '127.0.0.1', () => { c.end(); resolve(true); });
-      c.on('error', () => resolve(false));
-    });
-    if (ok) break;
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  await waitForPort(port);
   const knownHosts = path.join(dir, 'known_hosts');
   return {
     port,

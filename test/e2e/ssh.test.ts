@@ -237,6 +237,8 @@ describe('git over SSH with the real OpenSSH client', () => {
     });
 
     it('survives 50 connections opened and dropped without authenticating', async () => {
+      const rss = () => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${server.child!.pid}/status`, 'utf8'))?.[1]) / 1024;
+      const before = rss();
       await Promise.all(Array.from({ length: 50 }, (_, i) => new Promise<void>((resolve) => {
         const s = net.connect(server.sshPort, '127.0.0.1', () => {
           if (i % 2) s.write('SSH-2.0-garbage\r\n\0\0\0\xff junk');
@@ -246,6 +248,8 @@ describe('git over SSH with the real OpenSSH client', () => {
       })));
       const r = await ssh(aliceKey.path, 'git@127.0.0.1', 'info');
       assert.equal(r.code, 0, r.stderr);
+      // Nothing is kept per dropped connection: the process is about the size it was (loose: RSS is coarse).
+      assert.ok(rss() < before + 40, `RSS grew from ${before.toFixed(0)} MB to ${rss().toFixed(0)} MB`);
     });
 
     it('keeps its host keys across restarts, so known_hosts keeps working', async () => {

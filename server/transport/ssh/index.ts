@@ -41,7 +41,12 @@ export async function startSsh(deps: SshDeps): Promise<{ port: number; close(): 
   const log = deps.log.child({ mod: 'ssh' });
   const hostKeys = loadHostKeys(deps.config.keysDir);
   for (const k of hostKeys) log.info({ type: k.type, fingerprint: k.fingerprint }, 'ssh host key');
-  const server = new Server({ hostKeys: hostKeys.map((k) => k.privateKey), ident: 'Cairn' }, (client) => onClient(deps, log, client));
+  const clients = new Set<Connection>();
+  const server = new Server({ hostKeys: hostKeys.map((k) => k.privateKey), ident: 'Cairn' }, (client) => {
+    clients.add(client);
+    client.on('close', () => clients.delete(client));
+    onClient(deps, log, client);
+  });
   server.on('error', (err: Error) => log.warn({ err }, 'ssh server error'));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -49,7 +54,8 @@ export async function startSsh(deps: SshDeps): Promise<{ port: number; close(): 
   });
   return {
     port: (server.address() as net.AddressInfo).port,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    // Stopping ends every connection: a client left open must not keep the server from stopping.
+    close: () => new Promise<void>((resolve) => { server.close(() => resolve()); for (const c of clients) c.end(); }),
   };
 }
 
