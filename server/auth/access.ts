@@ -4,7 +4,10 @@ import * as store from '../store';
 import type { Repo, Role, SshKey, Tenant, User } from '../store';
 
 /** Who is asking. Cairn's own pushes join this union with the pipeline issue. */
-export type Principal = { kind: 'anonymous' } | { kind: 'user'; user: User } | { kind: 'deploy_key'; key: SshKey };
+export type Principal = { kind: 'anonymous' }
+  /** `token`: the API token the request came with (none over SSH, where a key speaks). */
+  | { kind: 'user'; user: User; token?: { id: string; expiresAt: string } }
+  | { kind: 'deploy_key'; key: SshKey };
 
 /** The name a push record and a log line carry: the user's, or the deploy key's title. */
 export const principalName = (p: Principal): string =>

@@ -17,17 +17,17 @@ export async function principalFromHeader(db: Db, key: Buffer, header: string | 
   const m = /^(Bearer|Basic)\s+(\S+)\s*$/i.exec(header);
   if (!m) throw badCredentials();
   if (m[1].toLowerCase() === 'bearer') {
-    const user = await verifyToken(db, key, m[2]);
-    if (!user) throw badCredentials();
-    return { kind: 'user', user };
+    const verified = await verifyToken(db, key, m[2]);
+    if (!verified) throw badCredentials();
+    return { kind: 'user', user: verified.user, token: verified.token };
   }
   const decoded = Buffer.from(m[2], 'base64').toString('utf8');
   const colon = decoded.indexOf(':');
   if (colon < 0) throw badCredentials();
-  const user = await verifyToken(db, key, decoded.slice(colon + 1));
+  const verified = await verifyToken(db, key, decoded.slice(colon + 1));
   // The name must be the token's owner: a token does not let anyone sign in as someone else.
-  if (!user || nameKey(user.name) !== nameKey(decoded.slice(0, colon))) throw badCredentials();
-  return { kind: 'user', user };
+  if (!verified || nameKey(verified.user.name) !== nameKey(decoded.slice(0, colon))) throw badCredentials();
+  return { kind: 'user', user: verified.user, token: verified.token };
 }
 
 /**

@@ -5,7 +5,7 @@ import jwt from 'jsonwebtoken';
 import { CairnError } from '../errors';
 import { Db } from '../db';
 import * as store from '../store';
-import type { User } from '../store';
+import type { TokenRecord, User } from '../store';
 
 export const DEFAULT_TOKEN_TTL_S = 30 * 24 * 3600;
 export const MAX_TOKEN_TTL_S = 366 * 24 * 3600;
@@ -39,13 +39,16 @@ export function loadSigningKey(keysDir: string): Buffer {
 export type IssuedToken = { id: string; token: string; createdAt: string; expiresAt: string };
 
 /** A signed, expiring JWT whose id (jti) is recorded so it can be revoked; the token itself is never stored. */
-export async function issueToken(db: Db, key: Buffer, user: User, expiresInS: number = DEFAULT_TOKEN_TTL_S): Promise<IssuedToken> {
+export async function issueToken(db: Db, key: Buffer, user: User, expiresInS: number = DEFAULT_TOKEN_TTL_S,
+  issuedBy: { id: string; expiresAt: string } | null = null): Promise<IssuedToken> {
   if (!Number.isInteger(expiresInS) || expiresInS < 1 || expiresInS > MAX_TOKEN_TTL_S) {
     throw new CairnError('invalid_field', `expires_in must be an integer of seconds from 1 to ${MAX_TOKEN_TTL_S}`);
   }
+  // A token minted with a token lives no longer than it, and is revoked with it.
+  if (issuedBy) expiresInS = Math.max(1, Math.min(expiresInS, Math.floor((Date.parse(issuedBy.expiresAt) - Date.now()) / 1000)));
   const id = crypto.randomBytes(12).toString('hex');
   const expiresAt = new Date(Date.now() + expiresInS * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
-  const record = await store.insertToken(db, id, user.id, expiresAt);
+  const record = await store.insertToken(db, id, user.id, expiresAt, issuedBy?.id ?? null);
   const token = jwt.sign({ sub: String(user.id) }, key, { algorithm: 'HS256', jwtid: id, expiresIn: expiresInS, issuer: 'cairn' });
   return { id, token, createdAt: record.createdAt, expiresAt };
 }
@@ -54,7 +57,7 @@ export async function issueToken(db: Db, key: Buffer, user: User, expiresInS: nu
  * The user a token speaks for, or null for any bad token: malformed, tampered, signed with another key,
  * `alg: none`, expired, revoked, or of a user that is gone. The reason is not told to the caller.
  */
-export async function verifyToken(db: Db, key: Buffer, token: string): Promise<User | null> {
+export async function verifyToken(db: Db, key: Buffer, token: string): Promise<{ user: User; token: TokenRecord } | null> {
   let claims: jwt.JwtPayload;
   try {
     const decoded = jwt.verify(token, key, { algorithms: ['HS256'], issuer: 'cairn' });
@@ -68,5 +71,6 @@ export async function verifyToken(db: Db, key: Buffer, token: string): Promise<U
   const record = await store.findToken(db, claims.jti);
   if (!record || record.revokedAt !== null || String(record.userId) !== claims.sub) return null;
   if (Date.parse(record.expiresAt) <= Date.now()) return null;
-  return store.findUserById(db, record.userId);
+  const user = await store.findUserById(db, record.userId);
+  return user ? { user, token: record } : null;
 }

@@ -1,12 +1,13 @@
 import { Db, now } from '../db';
 
-type TokenRow = { id: string; user_id: number; created_at: string; expires_at: string; revoked_at: string | null };
+type TokenRow = { id: string; user_id: number; created_at: string; expires_at: string; revoked_at: string | null;
+  issued_by: string | null };
 export type TokenRecord = { id: string; userId: number; createdAt: string; expiresAt: string; revokedAt: string | null };
 const toToken = (r: TokenRow): TokenRecord =>
   ({ id: r.id, userId: r.user_id, createdAt: r.created_at, expiresAt: r.expires_at, revokedAt: r.revoked_at });
 
-export async function insertToken(db: Db, id: string, userId: number, expiresAt: string): Promise<TokenRecord> {
-  const row: TokenRow = { id, user_id: userId, created_at: now(), expires_at: expiresAt, revoked_at: null };
+export async function insertToken(db: Db, id: string, userId: number, expiresAt: string, issuedBy: string | null = null): Promise<TokenRecord> {
+  const row: TokenRow = { id, user_id: userId, created_at: now(), expires_at: expiresAt, revoked_at: null, issued_by: issuedBy };
   await db('tokens').insert(row);
   return toToken(row);
 }
@@ -21,8 +22,14 @@ export async function listTokens(db: Db, userId: number): Promise<TokenRecord[]>
   return (await db<TokenRow>('tokens').where('user_id', userId).orderBy([{ column: 'created_at' }, { column: 'id' }])).map(toToken);
 }
 
-/** Returns false when there was no such live token of that user. */
+/** Returns false when there was no such live token of that user. Tokens it minted, and theirs, go with it. */
 export async function revokeToken(db: Db, userId: number, id: string): Promise<boolean> {
-  const n = await db('tokens').where({ id, user_id: userId }).whereNull('revoked_at').update({ revoked_at: now() });
+  const at = now();
+  const n = await db('tokens').where({ id, user_id: userId }).whereNull('revoked_at').update({ revoked_at: at });
+  for (let parents = n > 0 ? [id] : []; parents.length > 0;) {
+    const children = (await db<TokenRow>('tokens').whereIn('issued_by', parents).whereNull('revoked_at').select('id')).map((r) => r.id);
+    if (children.length > 0) await db('tokens').whereIn('id', children).update({ revoked_at: at });
+    parents = children;
+  }
   return n > 0;
 }

@@ -203,6 +203,19 @@ describe('REST API', () => {
       assert.equal((await server.api('GET', '/api/v1/user', undefined, alice)).status, 200, 'the real token still works');
     });
 
+    it('bounds a token minted with a token by its parent: no longer life, revoked with it', async () => {
+      const parent = await server.api('POST', '/api/v1/users/alice/tokens', { expires_in: 600 }, alice);
+      const child = await server.api('POST', '/api/v1/users/alice/tokens', { expires_in: 300 * 24 * 3600 }, parent.body.token);
+      assert.equal(child.status, 201);
+      assert.ok(Date.parse(child.body.expires_at) <= Date.parse(parent.body.expires_at), 'the child expires no later than its parent');
+      const grandchild = await server.api('POST', '/api/v1/users/alice/tokens', {}, child.body.token);
+      assert.equal((await server.api('GET', '/api/v1/user', undefined, grandchild.body.token)).status, 200, 'positive control');
+      assert.equal((await server.api('DELETE', `/api/v1/users/alice/tokens/${parent.body.id}`, undefined, alice)).status, 204);
+      assert.equal((await server.api('GET', '/api/v1/user', undefined, child.body.token)).status, 401);
+      assert.equal((await server.api('GET', '/api/v1/user', undefined, grandchild.body.token)).status, 401);
+      assert.equal((await server.api('GET', '/api/v1/user', undefined, alice)).status, 200, 'the token it was minted beside lives on');
+    });
+
     it('refuses bad expiries', async () => {
       for (const expires_in of [0, -5, 1.5, 10 ** 9]) {
         assert.equal((await server.api('POST', '/api/v1/users/alice/tokens', { expires_in }, alice)).status, 422, String(expires_in));

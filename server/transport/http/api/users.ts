@@ -38,12 +38,16 @@ export const userRoutes: Route[] = [
       ({ status: 200, body: toApiUser(await requireSelfOrAdmin(deps.db, principal, params.user)) }),
   },
   {
-    method: 'post', path: '/users/{user}/tokens', summary: 'Issue a token (shown once; default expiry 30 days)',
+    method: 'post', path: '/users/{user}/tokens',
+    summary: 'Issue a token (shown once; default 30 days). One a user mints with their own token never outlives it and is revoked with it',
     access: 'the user, site admins', body: s.bodies.createToken,
     responses: { 201: { description: 'the token; store it now, it cannot be shown again', schema: s.issuedToken } },
     handler: async ({ params, body, principal, deps }) => {
       const user = await requireSelfOrAdmin(deps.db, principal, params.user);
-      const t = await issueToken(deps.db, deps.signingKey, user, body.expires_in);
+      // A user minting their own token with a token: the new one is bounded by the old (a leaked token cannot
+      // outlive its revocation). An admin minting for someone else is an administrative act of its own.
+      const parent = principal.kind === 'user' && principal.user.id === user.id ? principal.token ?? null : null;
+      const t = await issueToken(deps.db, deps.signingKey, user, body.expires_in, parent);
       return { status: 201, body: { id: t.id, token: t.token, created_at: t.createdAt, expires_at: t.expiresAt } };
     },
   },
