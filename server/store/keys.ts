@@ -35,10 +35,11 @@ export async function findKeyById(db: Db, id: number): Promise<SshKey | null> {
   return row ? toKey(row) : null;
 }
 
-export async function listKeys(db: Db, owner: KeyOwner): Promise<SshKey[]> {
+/** An owner's keys oldest first, keyset-paged by id. */
+export async function listKeys(db: Db, owner: KeyOwner, limit = 1000, afterId = 0): Promise<SshKey[]> {
   const cols = ownerColumns(owner);
   const [column, value] = Object.entries(cols).find(([, v]) => v !== null)!;
-  return (await db<KeyRow>('ssh_keys').where(column, value).orderBy('id')).map(toKey);
+  return (await db<KeyRow>('ssh_keys').where(column, value).andWhere('id', '>', afterId).orderBy('id').limit(limit)).map(toKey);
 }
 
 export async function deleteKey(db: Db, owner: KeyOwner, id: number): Promise<boolean> {

@@ -2,7 +2,7 @@ import { Db, now } from '../db';
 
 export type Role = 'read' | 'write' | 'admin';
 export type Scope = { kind: 'tenant' | 'repo'; id: number };
-export type Member = { userId: number; userName: string; role: Role; createdAt: string };
+export type Member = { id: number; userId: number; userName: string; role: Role; createdAt: string };
 
 const table = (s: Scope) => (s.kind === 'tenant' ? 'tenant_members' : 'repo_members');
 const column = (s: Scope) => (s.kind === 'tenant' ? 'tenant_id' : 'repo_id');
@@ -20,12 +20,20 @@ export async function removeMember(db: Db, scope: Scope, userId: number): Promis
   return (await db(table(scope)).where({ [column(scope)]: scope.id, user_id: userId }).delete()) > 0;
 }
 
-export async function listMembers(db: Db, scope: Scope): Promise<Member[]> {
+/** Grants oldest first, keyset-paged by the grant's id. */
+export async function listMembers(db: Db, scope: Scope, limit = 1000, afterId = 0): Promise<Member[]> {
   const rows = await db(table(scope)).join('users', 'users.id', `${table(scope)}.user_id`)
-    .where(column(scope), scope.id).orderBy(`${table(scope)}.id`)
-    .select('users.id as user_id', 'users.name as user_name', 'role', `${table(scope)}.created_at as created_at`);
-  return rows.map((r: { user_id: number; user_name: string; role: Role; created_at: string }) =>
-    ({ userId: r.user_id, userName: r.user_name, role: r.role, createdAt: r.created_at }));
+    .where(column(scope), scope.id).andWhere(`${table(scope)}.id`, '>', afterId).orderBy(`${table(scope)}.id`).limit(limit)
+    .select(`${table(scope)}.id as id`, 'users.id as user_id', 'users.name as user_name', 'role', `${table(scope)}.created_at as created_at`);
+  return rows.map((r: { id: number; user_id: number; user_name: string; role: Role; created_at: string }) =>
+    ({ id: r.id, userId: r.user_id, userName: r.user_name, role: r.role, createdAt: r.created_at }));
+}
+
+export async function findMember(db: Db, scope: Scope, userId: number): Promise<Member | null> {
+  const row = await db(table(scope)).join('users', 'users.id', `${table(scope)}.user_id`)
+    .where({ [column(scope)]: scope.id, [`${table(scope)}.user_id`]: userId })
+    .first(`${table(scope)}.id as id`, 'users.id as user_id', 'users.name as user_name', 'role', `${table(scope)}.created_at as created_at`);
+  return row ? { id: row.id, userId: row.user_id, userName: row.user_name, role: row.role, createdAt: row.created_at } : null;
 }
 
 export async function findRole(db: Db, scope: Scope, userId: number): Promise<Role | null> {

@@ -6,6 +6,7 @@ import type { Principal } from '../../../auth';
 import type { ApiDeps, JsonSchema, Route } from './route';
 import * as s from './schemas';
 import { toApiKey } from './render';
+import { pageParams, pageResponse } from './paging';
 
 type ResolveOwner = (deps: ApiDeps, principal: Principal, params: Record<string, string>, manage: boolean) => Promise<KeyOwner>;
 
@@ -26,10 +27,13 @@ function keyRoutes(base: string, what: string, access: string, body: JsonSchema,
       },
     },
     {
-      method: 'get', path: base, summary: `List ${what}s`, access,
+      method: 'get', path: base, summary: `List ${what}s`, access, paged: true,
       responses: { 200: { description: 'keys, oldest first', schema: s.list(s.sshKey) } },
-      handler: async ({ params, principal, deps }) =>
-        ({ status: 200, body: (await store.listKeys(deps.db, await resolve(deps, principal, params, false))).map(toApiKey) }),
+      handler: async (req) => {
+        const owner = await resolve(req.deps, req.principal, req.params, false);
+        const { limit, after } = pageParams(req);
+        return pageResponse(req, await store.listKeys(req.deps.db, owner, limit + 1, after), limit, (k) => k.id, toApiKey);
+      },
     },
     {
       method: 'delete', path: `${base}/{id}`, summary: `Remove ${what}; it opens no new session from then on`, access,

@@ -5,6 +5,7 @@ import type { Principal } from '../../../auth';
 import type { ApiDeps, Route } from './route';
 import * as s from './schemas';
 import { toApiMember } from './render';
+import { pageParams, pageResponse } from './paging';
 
 type ResolveScope = (deps: ApiDeps, principal: Principal, params: Record<string, string>, needed: Role) => Promise<Scope>;
 
@@ -18,12 +19,13 @@ export function memberRoutes(kind: 'tenant' | 'repo', base: string, resolve: Res
   return [
     {
       method: 'get', path: `${base}/members`, summary: `List the ${kind}'s members and their roles`,
-      access: `${kind} admins`,
+      access: `${kind} admins`, paged: true,
       responses: { 200: { description: 'members, oldest grant first', schema: s.list(s.member) } },
-      handler: async ({ params, principal, deps }) => {
+      handler: async (req) => {
         // Who holds which role is for those who manage it, not for every reader of a public repo.
-        const scope = await resolve(deps, principal, params, 'admin');
-        return { status: 200, body: (await store.listMembers(deps.db, scope)).map(toApiMember) };
+        const scope = await resolve(req.deps, req.principal, req.params, 'admin');
+        const { limit, after } = pageParams(req);
+        return pageResponse(req, await store.listMembers(req.deps.db, scope, limit + 1, after), limit, (m) => m.id, toApiMember);
       },
     },
     {
@@ -35,7 +37,7 @@ export function memberRoutes(kind: 'tenant' | 'repo', base: string, resolve: Res
         const scope = await resolve(deps, principal, params, 'admin');
         const user = await findUser(deps, params.user);
         const created = await store.putMember(deps.db, scope, user.id, body.role);
-        const member = (await store.listMembers(deps.db, scope)).find((m) => m.userId === user.id)!;
+        const member = (await store.findMember(deps.db, scope, user.id))!;
         return { status: created ? 201 : 200, body: toApiMember(member) };
       },
     },
