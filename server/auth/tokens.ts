@@ -26,13 +26,18 @@ export function loadSigningKey(keysDir: string): Buffer {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
   const key = crypto.randomBytes(32);
+  // Written aside and linked into place: never seen half-written, and the first process to make it wins.
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, key.toString('base64') + '\n', { mode: 0o600 });
   try {
-    fs.writeFileSync(file, key.toString('base64') + '\n', { mode: 0o600, flag: 'wx' });
+    fs.linkSync(tmp, file);
     return key;
   } catch (err) {
     // Another process made it first: use theirs, so tokens signed by either stay valid.
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     return checked(Buffer.from(fs.readFileSync(file, 'utf8').trim(), 'base64'));
+  } finally {
+    fs.rmSync(tmp, { force: true });
   }
 }
 

@@ -73,7 +73,8 @@ describe('cairn admin, without a running server', () => {
   });
 
   it('verify reports an edited or removed ledger record', async () => {
-    const db = knex({ client: 'sqlite3', connection: { filename: path.join(server.dataDir, 'cairn.sqlite') }, useNullAsDefault: true });
+    const db = server.extraEnv.DATABASE_URL ? knex({ client: 'pg', connection: server.extraEnv.DATABASE_URL })
+      : knex({ client: 'sqlite3', connection: { filename: path.join(server.dataDir, 'cairn.sqlite') }, useNullAsDefault: true });
     try {
       await db('pushes').where({ seq: 1 }).update({ user_name: 'mallory' });
       const edited = await server.cli('admin', 'verify');

@@ -25,8 +25,9 @@ describe('regression: the ledger under a busy database and a dying receive-pack'
   };
 
   it('records a push made while another process holds the database write lock', async () => {
-    const db = knex({ client: 'sqlite3', connection: { filename: path.join(server.dataDir, 'cairn.sqlite') }, useNullAsDefault: true,
-      pool: { min: 1, max: 1 } });
+    const pg = server.extraEnv.DATABASE_URL;
+    const db = pg ? knex({ client: 'pg', connection: pg, pool: { min: 1, max: 1 } })
+      : knex({ client: 'sqlite3', connection: { filename: path.join(server.dataDir, 'cairn.sqlite') }, useNullAsDefault: true, pool: { min: 1, max: 1 } });
     try {
       await db.raw('CREATE TABLE IF NOT EXISTS test_scratch (x integer)');
       const next = await commit(work, 'busy.txt', 'while the database is busy\n');
@@ -37,7 +38,9 @@ describe('regression: the ledger under a busy database and a dying receive-pack'
         if (!b.toString().includes('push allowed')) return;
         server.child!.stderr!.off('data', onLog);
         held = (async () => {
-          await db.raw('BEGIN IMMEDIATE');
+          // SQLite: the whole database's write lock. PostgreSQL: the ledger table's, which settling needs.
+          await db.raw(pg ? 'BEGIN' : 'BEGIN IMMEDIATE');
+          if (pg) await db.raw('LOCK TABLE pushes IN EXCLUSIVE MODE');
           await db.raw('INSERT INTO test_scratch VALUES (1)');
           await new Promise((r) => setTimeout(r, 1000));
           await db.raw('COMMIT');

@@ -1,4 +1,5 @@
 import { ChildProcess, spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -179,8 +180,26 @@ export class TestServer {
   }
 }
 
-/** One server per test file: a temp data dir, real SQLite, port 0, and an admin made with the CLI. */
+/**
+ * With CAIRN_TEST_PG set (a postgres:// URL of a role that may create databases), every test server gets a
+ * fresh PostgreSQL database instead of SQLite: the same tests, the other engine.
+ */
+export const TEST_PG = process.env.CAIRN_TEST_PG || null;
+
+async function freshPgDatabase(): Promise<string> {
+  const { Client } = await import('pg');
+  const name = `cairn_t_${crypto.randomBytes(6).toString('hex')}`;
+  const admin = new Client({ connectionString: TEST_PG! });
+  await admin.connect();
+  try { await admin.query(`CREATE DATABASE ${name}`); } finally { await admin.end(); }
+  const url = new URL(TEST_PG!);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+/** One server per test file: a temp data dir, real SQLite (or PostgreSQL), port 0, and an admin made with the CLI. */
 export async function startTestServer(extraEnv: NodeJS.ProcessEnv = {}): Promise<TestServer> {
+  if (TEST_PG && !extraEnv.DATABASE_URL) extraEnv = { ...extraEnv, DATABASE_URL: await freshPgDatabase() };
   const dir = tmpDir();
   const server = new TestServer(path.join(dir, 'data'), path.join(dir, 'keys'), extraEnv);
   fs.mkdirSync(server.dataDir, { recursive: true });

@@ -16,12 +16,17 @@ export function loadHostKeys(keysDir: string): HostKey[] {
     const full = path.join(keysDir, file);
     if (!fs.existsSync(full)) {
       const pair = type === 'rsa' ? utils.generateKeyPairSync('rsa', { bits: 3072 }) : utils.generateKeyPairSync('ed25519');
+      // Written aside and linked into place: a process killed mid-write never leaves a key that cannot be read,
+      // and a replica that made it first keeps its own (link fails with EEXIST).
+      const tmp = `${full}.${process.pid}.tmp`;
+      fs.writeFileSync(tmp, pair.private, { mode: 0o600 });
       try {
-        fs.writeFileSync(full, pair.private, { mode: 0o600, flag: 'wx' });
+        fs.linkSync(tmp, full);
         fs.writeFileSync(`${full}.pub`, `${pair.public}\n`, { mode: 0o644 });
       } catch (err) {
-        // Another replica made it first; theirs is as good.
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      } finally {
+        fs.rmSync(tmp, { force: true });
       }
     }
     const privateKey = fs.readFileSync(full, 'utf8');
