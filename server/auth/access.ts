@@ -100,3 +100,16 @@ export async function requireSelfOrAdmin(db: Db, p: Principal, userName: string)
   if (!user || (!caller.isAdmin && user.id !== caller.id)) throw new CairnError('not_found', `user ${userName} not found`);
   return user;
 }
+
+/** Every repository the principal can read (for an admin: all of them), oldest first. */
+export async function readableRepos(db: Db, p: Principal): Promise<Repo[]> {
+  if (isAdmin(p)) return store.allRepos(db);
+  if (p.kind === 'user') return store.reachableRepos(db, p.user.id);
+  if (p.kind === 'deploy_key') {
+    const o = p.key.owner;
+    if (o.kind === 'repo') { const repo = await store.findRepoById(db, o.repoId); return repo ? [repo] : []; }
+    if (o.kind === 'tenant') return store.listRepos(db, o.tenantId, null, 1_000_000, 0);
+    return [];
+  }
+  return store.publicRepos(db);
+}

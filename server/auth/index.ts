@@ -2,7 +2,7 @@
 export { loadSigningKey, issueToken, verifyToken, DEFAULT_TOKEN_TTL_S, MAX_TOKEN_TTL_S } from './tokens';
 export type { IssuedToken } from './tokens';
 export { ANONYMOUS, atLeast, isAdmin, repoRole, tenantRole, requireRepoRole, requireTenantRole, requireUser,
-  requireAdmin, requireSelfOrAdmin, principalName } from './access';
+  requireAdmin, requireSelfOrAdmin, principalName, readableRepos } from './access';
 export type { Principal } from './access';
 export { principalFromHeader } from './credentials';
 export { parsePublicKey, fingerprintOf } from './ssh-keys';

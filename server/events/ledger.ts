@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import { inTransaction, Knex, now } from '../db';
 import * as store from '../store';
 import type { Push } from '../store';
+import { appendEvent } from './outbox';
 
 const ZERO_ID = '0'.repeat(40);
 export const GENESIS_HASH = '0'.repeat(64);
@@ -37,6 +38,9 @@ export async function settlePush(db: Knex, pushId: number,
     const prevHash = head?.hash ?? GENESIS_HASH;
     const hash = entryHash(prevHash, { ...push, seq, updates: applied });
     await store.markAccepted(trx, pushId, { seq, prevHash, hash, settledAt }, new Set(applied.map((u) => u.ref)));
+    // The push event is written with the ledger entry: one exists exactly when the other does.
+    await appendEvent(trx, push.repoId, 'push', { push_id: pushId, user: push.userName, transport: push.transport,
+      updates: applied.map((u) => ({ ref: u.ref, old: u.oldId, new: u.newId })) }, push.at);
     return { outcome: 'accepted', seq };
   });
 }

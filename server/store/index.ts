@@ -6,3 +6,4 @@ export * from './repos';
 export * from './members';
 export * from './pushes';
 export * from './keys';
+export * from './events';

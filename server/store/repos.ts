@@ -67,3 +67,7 @@ export async function reachableRepos(db: Db, userId: number): Promise<Repo[]> {
     .orWhereIn('repos.tenant_id', db('tenant_members').select('tenant_id').where('user_id', userId)))
     .orderBy('repos.id')).map(toRepo);
 }
+
+export async function publicRepos(db: Db): Promise<Repo[]> {
+  return (await withTenant(db).where('repos.public', true).orderBy('repos.id')).map(toRepo);
+}

@@ -54,6 +54,11 @@ describe('SIGKILL while pushes are in flight', () => {
       const recorded = ledger.flatMap((p) => p.updates.map((u) => `${u.ref} ${u.new}`));
       assert.equal(new Set(recorded).size, recorded.length, `${repo}: no update recorded twice`);
       assert.deepEqual(recorded.sort(), [...refs].map(([ref, id]) => `${ref} ${id}`).sort(), `${repo}: records equal refs on disk`);
+      // Every ledger entry has exactly one push event, written in the same transaction.
+      const events = (await server.api('GET', `/api/v1/events?repo=${repo}&limit=1000`, undefined, server.adminToken)).body as
+        { event: string; push_id: number }[];
+      const ids = (await server.api('GET', `/api/v1/repos/${repo}/pushes?limit=1000`, undefined, server.adminToken)).body.map((p: { id: number }) => p.id);
+      assert.deepEqual(events.filter((e) => e.event === 'push').map((e) => e.push_id), ids, `${repo}: one push event per ledger entry`);
       const fsck = await git(server.repoDir(repo), 'fsck', '--strict');
       assert.equal(fsck.code, 0, fsck.stderr);
     }

@@ -6,9 +6,8 @@ import type { Config } from '../../config';
 import type { Knex } from '../../db';
 import type { Logger } from '../../log';
 import { nameProblem } from '../../names';
-import * as store from '../../store';
 import type { Repo } from '../../store';
-import { fingerprintOf, isAdmin, principalFromKey, principalName, repoRole, requireRepoRole } from '../../auth';
+import { fingerprintOf, principalFromKey, principalName, readableRepos, repoRole, requireRepoRole } from '../../auth';
 import type { Principal } from '../../auth';
 import { PktLineError, repoPath, safeGitProtocol, serveGit } from '../../git';
 import type { GitService } from '../../git';
@@ -120,15 +119,7 @@ function refuse(channel: ServerChannel, reason: string, code = 1): void {
 
 /** Like gitolite's info: who you are, and every repository you can reach with what you may do there. */
 async function info(deps: SshDeps, channel: ServerChannel, principal: Principal): Promise<void> {
-  let repos: Repo[];
-  if (isAdmin(principal)) repos = await store.allRepos(deps.db);
-  else if (principal.kind === 'user') repos = await store.reachableRepos(deps.db, principal.user.id);
-  else if (principal.kind === 'deploy_key' && principal.key.owner.kind === 'repo') {
-    const repo = await store.findRepoById(deps.db, principal.key.owner.repoId);
-    repos = repo ? [repo] : [];
-  } else if (principal.kind === 'deploy_key' && principal.key.owner.kind === 'tenant') {
-    repos = await store.listRepos(deps.db, principal.key.owner.tenantId, null, 100_000, 0);
-  } else repos = [];
+  const repos = await readableRepos(deps.db, principal);
   const who = principal.kind === 'deploy_key' ? `deploy key "${principal.key.title}"` : principalName(principal);
   const lines = [`hello ${who}, this is Cairn (git over SSH); you can reach:`, ''];
   for (const repo of repos) {

@@ -10,13 +10,14 @@ import { tenantRoutes } from './tenants';
 import { userRoutes } from './users';
 import { repoRoutes } from './repos';
 import { keyRoutesAll } from './keys';
+import { eventRoutes } from './events';
 
 export type { ApiDeps } from './route';
 
 export const API_PREFIX = '/api/v1';
 const MAX_JSON_BYTES = 1024 * 1024;
 
-export const routes: Route[] = [...tenantRoutes, ...userRoutes, ...repoRoutes, ...keyRoutesAll];
+export const routes: Route[] = [...tenantRoutes, ...userRoutes, ...repoRoutes, ...keyRoutesAll, ...eventRoutes];
 
 const ajv = new Ajv({ allErrors: false, strict: false });
 

@@ -4,17 +4,19 @@ import * as store from '../../../store';
 import type { Tenant } from '../../../store';
 import { requireRepoRole } from '../../../auth';
 import { initRepo, listRefs, repoPath } from '../../../git';
+import { appendEvent } from '../../../events';
 import type { ApiDeps, Route } from './route';
 import * as s from './schemas';
 import { toApiPush, toApiRepo } from './render';
 import { pageParams, pageResponse } from './paging';
 import { memberRoutes } from './members';
 
-/** The row and the bare repository come into being together: a failed `git init` leaves no row behind. */
-export async function createRepo(deps: ApiDeps, tenant: Tenant, name: string, isPublic: boolean) {
+/** The row, its event and the bare repository come into being together: a failed `git init` leaves nothing. */
+export async function createRepo(deps: ApiDeps, tenant: Tenant, name: string, isPublic: boolean, createdBy: string) {
   return inTransaction(deps.db, async (trx) => {
     const repo = await store.createRepo(trx, tenant, name, isPublic);
     await initRepo(deps.gitEnv, deps.config.hooksDir, repoPath(deps.config.reposDir, tenant.name, name));
+    await appendEvent(trx, repo.id, 'repo.created', { user: createdBy, public: isPublic }, repo.createdAt);
     return repo;
   });
 }

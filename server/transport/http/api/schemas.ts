@@ -29,6 +29,9 @@ export const push = object({ id: { type: 'integer' }, seq: { type: 'integer' }, 
 export const sshKey = object({ id: { type: 'integer' }, title: { type: 'string' }, fingerprint: { type: 'string', pattern: '^SHA256:' },
   type: { type: 'string' }, write: { type: 'boolean' }, created_at: time });
 
+export const event: JsonSchema = { type: 'object', required: ['event', 'id', 'seq', 'repo', 'at'], additionalProperties: true,
+  properties: { event: { type: 'string' }, id: { type: 'integer' }, seq: { type: 'integer' }, repo: { type: 'string' }, at: time } };
+
 export const list = (items: JsonSchema): JsonSchema => ({ type: 'array', items });
 
 export const bodies = {

@@ -1,7 +1,7 @@
 import { CairnError } from '../../../errors';
 import { nameProblem } from '../../../names';
 import * as store from '../../../store';
-import { isAdmin, requireAdmin, requireTenantRole, requireUser } from '../../../auth';
+import { isAdmin, principalName, requireAdmin, requireTenantRole, requireUser } from '../../../auth';
 import type { Route } from './route';
 import * as s from './schemas';
 import { toApiMember, toApiRepo, toApiTenant } from './render';
@@ -47,7 +47,7 @@ export const tenantRoutes: Route[] = [
     handler: async ({ params, body, principal, deps }) => {
       const { tenant } = await requireTenantRole(deps.db, principal, params.tenant, 'admin');
       checkName('repo', body.name);
-      return { status: 201, body: toApiRepo(deps, await createRepo(deps, tenant, body.name, body.public ?? false)) };
+      return { status: 201, body: toApiRepo(deps, await createRepo(deps, tenant, body.name, body.public ?? false, principalName(principal))) };
     },
   },
   {

@@ -1,0 +1,22 @@
+import { Db } from '../db';
+
+export type StoredEvent = { id: number; repoId: number; seq: number; type: string; data: Record<string, unknown>; at: string };
+type EventRow = { id: number; repo_id: number; seq: number; type: string; data: string; at: string };
+const toEvent = (r: EventRow): StoredEvent =>
+  ({ id: r.id, repoId: r.repo_id, seq: r.seq, type: r.type, data: JSON.parse(r.data) as Record<string, unknown>, at: r.at });
+
+/** Appends to a repository's events; call inside the transaction that makes the change the event reports. */
+export async function insertEvent(db: Db, repoId: number, type: string, data: Record<string, unknown>, at: string): Promise<StoredEvent> {
+  const last = await db<EventRow>('events').where('repo_id', repoId).max<{ seq: number | null }>('seq as seq').first();
+  const seq = (last?.seq ?? 0) + 1;
+  const [row] = await db('events').insert({ repo_id: repoId, seq, type, data: JSON.stringify(data), at }).returning('id');
+  const id = typeof row === 'object' ? (row as { id: number }).id : (row as number);
+  return { id, repoId, seq, type, data, at };
+}
+
+/** Events after a cursor, oldest first; `repoIds` null means every repository (an admin). */
+export async function listEvents(db: Db, repoIds: number[] | null, afterId: number, limit: number): Promise<StoredEvent[]> {
+  const q = db<EventRow>('events').where('id', '>', afterId).orderBy('id').limit(limit);
+  if (repoIds !== null) q.whereIn('repo_id', repoIds.length > 0 ? repoIds : [-1]);
+  return (await q).map(toEvent);
+}
