@@ -6,7 +6,8 @@ import type { Config } from './config';
 import type { Logger } from './log';
 import { openDb, migrate, Knex } from './db';
 import * as store from './store';
-import { loadSigningKey } from './auth';
+import { loadSigningKey, SecretBox } from './auth';
+import { WebhookWorker } from './events';
 import { baseGitEnv, clearOwnStaleLock, repoPath, wireRepo } from './git';
 import { HookServer } from './transport/hook';
 import { createHttpApp, listenHttp } from './transport/http';
@@ -22,6 +23,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const db = await openDb(config);
   await migrate(db);
   const signingKey = loadSigningKey(config.keysDir);
+  const secrets = SecretBox.load(config.keysDir);
   fs.mkdirSync(config.reposDir, { recursive: true });
   const gitEnv = baseGitEnv(config.dataDir);
 
@@ -35,7 +37,9 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
 
   const ssh = await startSsh({ config, db, log, hooks, gitEnv });
   let httpPort = config.httpPort;
-  const app = createHttpApp({ config, db, log, signingKey, gitEnv, hooks,
+  const webhooks = new WebhookWorker(db, (sealed) => secrets.open(sealed), config.webhookRetryBaseMs, log.child({ mod: 'webhooks' }));
+  webhooks.start();
+  const app = createHttpApp({ config, db, log, signingKey, secrets, gitEnv, hooks,
     publicUrl: () => config.publicUrl ?? `http://${config.bind.includes(':') ? `[${config.bind}]` : config.bind}:${httpPort}`,
     sshPort: () => ssh.port });
   const server: http.Server = await listenHttp(app, config.httpPort, config.bind);
@@ -49,6 +53,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     async stop() {
       await new Promise<void>((resolve) => { server.close(() => resolve()); server.closeIdleConnections(); });
       await ssh.close();
+      await webhooks.stop();
       await hooks.close();
       await db.destroy();
     },

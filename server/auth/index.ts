@@ -8,3 +8,4 @@ export { principalFromHeader } from './credentials';
 export { parsePublicKey, fingerprintOf } from './ssh-keys';
 export type { PublicKey } from './ssh-keys';
 export { principalFromKey } from './credentials';
+export { SecretBox } from './secrets';

@@ -11,10 +11,13 @@ export const DEFAULT_TOKEN_TTL_S = 30 * 24 * 3600;
 export const MAX_TOKEN_TTL_S = 366 * 24 * 3600;
 
 /** The keys dir is 0700 and the signing key 0600; made on first use by the server or the CLI alike. */
-export function loadSigningKey(keysDir: string): Buffer {
+export const loadSigningKey = (keysDir: string): Buffer => loadKeyFile(keysDir, 'token-signing.key');
+
+/** 32 random bytes kept in the keys dir (0700, the file 0600), made by whichever process needs them first. */
+export function loadKeyFile(keysDir: string, name: string): Buffer {
   fs.mkdirSync(keysDir, { recursive: true, mode: 0o700 });
   fs.chmodSync(keysDir, 0o700);
-  const file = path.join(keysDir, 'token-signing.key');
+  const file = path.join(keysDir, name);
   const checked = (key: Buffer): Buffer => {
     // A truncated or emptied key file would make every token trivially forgeable: refuse to start.
     if (key.length < 32) throw new Error(`${file} holds ${key.length} bytes of key; 32 or more are needed`);

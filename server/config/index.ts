@@ -15,6 +15,8 @@ export type Config = Readonly<{
   hooksDir: string;
   maxPushBytes: number;
   logLevel: string;
+  /** The first webhook retry waits this long, each next one twice as long (capped at an hour). */
+  webhookRetryBaseMs: number;
 }>;
 
 export type ConfigFlags = Partial<Record<'dataDir' | 'httpPort' | 'sshPort' | 'bind' | 'publicUrl' |
@@ -27,6 +29,12 @@ const installDir = path.resolve(__dirname, '..', '..', '..');
 function port(name: string, value: string): number {
   const n = Number(value);
   if (!/^\d+$/.test(value) || n > 65535) throw new ConfigError(`${name} must be a port number 0-65535, got "${value}"`);
+  return n;
+}
+
+function positive(name: string, value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new ConfigError(`${name} must be a positive integer, got "${value}"`);
   return n;
 }
 
@@ -57,5 +65,6 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: ConfigFlags = {}): Con
     hooksDir: path.join(installDir, 'hooks'),
     maxPushBytes,
     logLevel: pick('logLevel', 'CAIRN_LOG_LEVEL', 'info'),
+    webhookRetryBaseMs: positive('CAIRN_WEBHOOK_RETRY_BASE_MS', env.CAIRN_WEBHOOK_RETRY_BASE_MS || '2000'),
   });
 }

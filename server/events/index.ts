@@ -2,3 +2,4 @@
 export { entryHash, recordPendingPush, settlePush, verifyLedger, appliedUpdates, GENESIS_HASH } from './ledger';
 export { appendEvent, toEventPayload } from './outbox';
 export type { EventType } from './outbox';
+export { WebhookWorker, signWebhook, retryDelayMs } from './webhooks';

@@ -20,3 +20,16 @@ export async function listEvents(db: Db, repoIds: number[] | null, afterId: numb
   if (repoIds !== null) q.whereIn('repo_id', repoIds.length > 0 ? repoIds : [-1]);
   return (await q).map(toEvent);
 }
+
+/** Events of one repository, or of every repository of a tenant, after a cursor, oldest first. */
+export async function eventsInScope(db: Db, scope: { repoId?: number; tenantId?: number }, afterId: number, limit: number): Promise<StoredEvent[]> {
+  const q = db<EventRow>('events').where('id', '>', afterId).orderBy('id').limit(limit);
+  if (scope.repoId !== undefined) q.andWhere('repo_id', scope.repoId);
+  else q.whereIn('repo_id', db('repos').select('id').where('tenant_id', scope.tenantId!));
+  return (await q).map(toEvent);
+}
+
+export async function findEvent(db: Db, id: number): Promise<StoredEvent | null> {
+  const row = await db<EventRow>('events').where('id', id).first();
+  return row ? toEvent(row) : null;
+}

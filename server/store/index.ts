@@ -7,3 +7,4 @@ export * from './members';
 export * from './pushes';
 export * from './keys';
 export * from './events';
+export * from './webhooks';

@@ -19,8 +19,11 @@ export type PushSession = {
   env: Record<string, string>;
   /** Call with receive-pack's pid once it is spawned, so a restarted server can wait for an orphan. */
   setPid(pid: number | undefined): void;
-  /** Call when receive-pack has exited: records what landed and lets the next push in. */
-  finish(): Promise<void>;
+  /**
+   * Call when receive-pack has exited: records what landed (then calls `recorded`, so the transport can
+   * end its answer: when `git push` returns, the ledger has the push), tidies up, and lets the next push in.
+   */
+  finish(recorded?: () => void): Promise<void>;
 };
 export type PushActor = { userName: string; userId: number | null; transport: 'http' | 'ssh' | 'internal' };
 
@@ -60,14 +63,21 @@ export class HookServer {
     return {
       env: { CAIRN_HOOK_PORT: String(this.port), CAIRN_PUSH_TOKEN: token },
       setPid: (pid) => { state.pid = pid ?? null; },
-      finish: async () => {
+      finish: async (recorded) => {
         this.sessions.delete(key);
         // receive-pack can exit while its verdict is still being made (the hook gave up waiting): let the
         // verdict finish first, so whatever it took (the lock, a pending record) is settled and given back.
         await state.verdict?.catch(() => undefined);
         try {
-          if (state.pushId !== null) await this.settle(state.pushId, state.repoPath);
+          const settled = state.pushId !== null ? await this.settle(state.pushId, state.repoPath) : null;
+          recorded?.();
+          // After the client has its answer but under the push lock: the next verdict reads refs from the
+          // files, and must not see packed-refs change under it.
+          if (settled?.packRefs) {
+            await packRefs(this.gitEnv, state.repoPath).catch((err) => this.log.warn({ err, repo_path: state.repoPath }, 'pack-refs failed'));
+          }
         } finally {
+          recorded?.();
           // Released even when settling failed: the next verdict on this repository settles it first.
           if (state.pushId !== null) this.activePushIds.delete(state.pushId);
           state.release?.();
@@ -76,23 +86,19 @@ export class HookServer {
     };
   }
 
-  /** Records what a finished receive-pack left on disk. */
-  async settle(pushId: number, repoPath: string): Promise<void> {
+  /** Records what a finished receive-pack left on disk; says whether the repository's refs want packing. */
+  async settle(pushId: number, repoPath: string): Promise<{ packRefs: boolean }> {
     const push = await store.findPush(this.db, pushId);
-    if (!push) return;
+    if (!push) return { packRefs: false };
     const disk = await currentRefs(this.gitEnv, repoPath, push.updates.map((u) => u.ref));
     const { outcome, seq } = await settlePush(this.db, pushId, disk);
     if (outcome === 'accepted') {
       metrics.pushesAccepted.inc({ transport: push.transport });
       const created = push.updates.filter((u) => u.ref.startsWith('refs/heads/') && disk.get(u.ref) === u.newId && /^0{40}$/.test(u.oldId));
       await adoptDefaultBranch(this.gitEnv, repoPath, created.map((u) => u.ref));
-      if (shouldPackRefs(push.updates.length, seq ?? 0)) {
-        // After the client has its answer but under the push lock: the next verdict reads refs from the
-        // files, and must not see packed-refs change under it.
-        await packRefs(this.gitEnv, repoPath).catch((err) => this.log.warn({ err, repo_path: repoPath }, 'pack-refs failed'));
-      }
     }
     this.log.info({ push_id: pushId, outcome }, 'push settled');
+    return { packRefs: outcome === 'accepted' && shouldPackRefs(push.updates.length, seq ?? 0) };
   }
 
   /**

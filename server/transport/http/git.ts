@@ -1,5 +1,5 @@
 import zlib from 'node:zlib';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import getRawBody from 'raw-body';
 import type { Context } from 'koa';
 import { CairnError } from '../../errors';
@@ -116,10 +116,14 @@ async function receivePack(ctx: Context, deps: ApiDeps, principal: Principal, re
     ctx.body = refusal;
     return;
   }
-  const child = startReceivePack(push, true);
+  const { child, recorded } = startReceivePack(push, true);
   feedReceivePack(child, request, body);
   logFailure(deps, child, 'git-receive-pack');
-  ctx.body = child.stdout;
+  // git's answer goes out as it comes; the response ends only once the push is recorded.
+  const answer = new PassThrough();
+  child.stdout!.pipe(answer, { end: false });
+  child.stdout!.on('end', () => { recorded.then(() => answer.end(), () => answer.end()); });
+  ctx.body = answer;
 }
 
 async function* prefixed(preface: Buffer, rest: Readable): AsyncGenerator<Buffer> {

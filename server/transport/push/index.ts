@@ -34,19 +34,25 @@ export function screenPush(c: PushContext, request: ReceiveRequest): Buffer | nu
   return refusalReport(request, new Map(early.map((r) => [r.ref, `${r.code} ${r.reason}`])), early.map(refusalLine));
 }
 
-/** receive-pack, bound to a push session that the hook's verdict and the settling after exit belong to. */
-export function startReceivePack(c: PushContext, statelessRpc: boolean, gitProtocol?: string): ChildProcess {
+/**
+ * receive-pack, bound to a push session that the hook's verdict and the settling after exit belong to.
+ * `recorded` resolves once the push is in the ledger (or was void): transports end their answer then, so
+ * a client that sees `git push` return can read its push back at once.
+ */
+export function startReceivePack(c: PushContext, statelessRpc: boolean, gitProtocol?: string): { child: ChildProcess; recorded: Promise<void> } {
   const user = c.principal.kind === 'user' ? c.principal.user : null;
   const session = c.hooks.open({ userName: principalName(c.principal), userId: user?.id ?? null, transport: c.transport }, c.repo, c.repoPath);
   const child = serveGit({ service: 'git-receive-pack', repoPath: c.repoPath, env: { ...c.gitEnv, ...session.env },
     statelessRpc, gitProtocol, maxInputBytes: c.maxPushBytes, hooksDir: c.hooksDir });
   child.on('error', (err) => c.log.error({ err }, 'could not start git receive-pack'));
   session.setPid(child.pid);
+  let markRecorded!: () => void;
+  const recorded = new Promise<void>((resolve) => { markRecorded = resolve; });
   child.on('close', () => {
-    session.finish().catch((err) => c.log.error({ err }, 'settling a push failed; start-up will settle it'));
+    session.finish(markRecorded).catch((err) => c.log.error({ err }, 'settling a push failed; the next verdict will settle it'));
   });
   child.stdin!.on('error', () => { /* git stopped reading: its report says why */ });
-  return child;
+  return { child, recorded };
 }
 
 /** Hands git the (re-encoded, atomic) command list, the pack bytes already read, and the rest of the input. */

@@ -156,8 +156,8 @@ async function serveGitSsh(deps: SshDeps, log: Logger, channel: ServerChannel, p
   }
   const push: PushContext = { log: deps.log, hooks: deps.hooks, gitEnv: deps.gitEnv, maxPushBytes: deps.config.maxPushBytes,
     hooksDir: deps.config.hooksDir, principal, repo, repoPath: dir, transport: 'ssh' };
-  const child = startReceivePack(push, false, gitProtocol);
-  const finished = pipeChild(channel, child);
+  const { child, recorded } = startReceivePack(push, false, gitProtocol);
+  const finished = pipeChild(channel, child, recorded);
   try {
     const request = await readPushCommands(channel);
     if (request.commands.length === 0) { child.stdin!.end(request.head); return; }
@@ -183,15 +183,16 @@ async function serveGitSsh(deps: SshDeps, log: Logger, channel: ServerChannel, p
 }
 
 /** Streams a git child's output to the channel and its exit status back; detach() takes the channel back. */
-function pipeChild(channel: ServerChannel, child: import('node:child_process').ChildProcess): { detach(): void } {
+function pipeChild(channel: ServerChannel, child: import('node:child_process').ChildProcess, recorded?: Promise<void>): { detach(): void } {
   let attached = true;
   child.on('error', (err) => { if (attached) refuse(channel, `could not start git: ${err.message}`); attached = false; });
   child.stdout!.pipe(channel, { end: false });
   child.stderr!.pipe(channel.stderr, { end: false });
   child.on('close', (code) => {
     if (!attached) return;
-    channel.exit(code ?? 1);
-    channel.end();
+    // A push's exit status goes out once it is recorded: when `git push` returns, the ledger has it.
+    const exit = () => { channel.exit(code ?? 1); channel.end(); };
+    if (recorded) recorded.then(exit, exit); else exit();
   });
   return {
     detach() {

@@ -11,13 +11,14 @@ import { userRoutes } from './users';
 import { repoRoutes } from './repos';
 import { keyRoutesAll } from './keys';
 import { eventRoutes } from './events';
+import { webhookRoutesAll } from './webhooks';
 
 export type { ApiDeps } from './route';
 
 export const API_PREFIX = '/api/v1';
 const MAX_JSON_BYTES = 1024 * 1024;
 
-export const routes: Route[] = [...tenantRoutes, ...userRoutes, ...repoRoutes, ...keyRoutesAll, ...eventRoutes];
+export const routes: Route[] = [...tenantRoutes, ...userRoutes, ...repoRoutes, ...keyRoutesAll, ...eventRoutes, ...webhookRoutesAll];
 
 const ajv = new Ajv({ allErrors: false, strict: false });
 

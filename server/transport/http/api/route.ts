@@ -2,7 +2,7 @@ import type { Context } from 'koa';
 import type { Knex } from '../../../db';
 import type { Config } from '../../../config';
 import type { Logger } from '../../../log';
-import type { Principal } from '../../../auth';
+import type { Principal, SecretBox } from '../../../auth';
 import type { HookServer } from '../../hook';
 
 /** What every route handler is handed: wiring is explicit, there are no globals. */
@@ -11,6 +11,7 @@ export type ApiDeps = {
   db: Knex;
   log: Logger;
   signingKey: Buffer;
+  secrets: SecretBox;
   gitEnv: NodeJS.ProcessEnv;
   hooks: HookServer;
   /** The base of URLs the API returns: CAIRN_PUBLIC_URL, or the bound address. */
