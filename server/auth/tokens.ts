@@ -30,8 +30,8 @@ export function loadKeyFile(keysDir: string, name: string): Buffer {
   }
   const key = crypto.randomBytes(32);
   // Written aside and linked into place: never seen half-written, and the first process to make it wins.
-  const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, key.toString('base64') + '\n', { mode: 0o600 });
+  const tmp = `${file}.${crypto.randomBytes(6).toString('hex')}.tmp`;
+  fs.writeFileSync(tmp, key.toString('base64') + '\n', { mode: 0o600, flag: 'wx' });
   try {
     fs.linkSync(tmp, file);
     return key;

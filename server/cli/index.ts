@@ -113,6 +113,8 @@ export function buildCli(): Command {
 }
 
 export function main(argv: string[]): void {
+  // One failed promise somewhere (a client that misbehaves) must not take every other connection down.
+  process.on('unhandledRejection', (err) => process.stderr.write(`cairn: unhandled rejection: ${(err as Error)?.stack ?? err}\n`));
   buildCli().parseAsync(argv, { from: 'user' }).catch((err) => {
     if (err instanceof CairnError || err instanceof ConfigError) {
       process.stderr.write(`cairn: ${err.message}\n`);

@@ -1,9 +1,11 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
+import { Client } from 'ssh2';
 import { commit, git, gitEnvRun, must, run, sshCommand, sshEnv, sshKeyPair, startTestServer, TestServer, tmpDir, waitFor, workTree } from '../harness';
 import { FLUSH, pkt } from '../../server/git';
 
@@ -158,6 +160,15 @@ describe('git over SSH with the real OpenSSH client', () => {
       for (const repo of ['acme/app', 'acme/lib']) {
         assert.equal((await gitEnvRun(tmpDir(), sshEnv(server, tenantKey.path), 'clone', '-q', server.sshUrl(repo), 'c')).code, 0, repo);
       }
+      await server.repo('other', 'elsewhere');
+      assert.notEqual((await gitEnvRun(tmpDir(), sshEnv(server, tenantKey.path), 'clone', '-q', server.sshUrl('other/elsewhere'), 'c')).code, 0,
+        "a tenant's deploy key reads that tenant only");
+      assert.notEqual((await gitEnvRun(tmpDir(), sshEnv(server, writeKey.path), 'clone', '-q', server.sshUrl('acme/lib'), 'c')).code, 0,
+        "a repo's deploy key reaches that repo only");
+      assert.equal((await server.api('POST', '/api/v1/repos/acme/lib/deploy-keys', { title: 'x', key: (await sshKeyPair()).publicKey }, alice)).status, 403,
+        'only repo admins add deploy keys');
+      assert.equal((await server.api('POST', '/api/v1/users/admin/keys', { title: 'x', key: (await sshKeyPair()).publicKey }, alice)).status, 404,
+        "nobody adds keys to someone else's account");
       assert.notEqual((await gitEnvRun(tmpDir(), sshEnv(server, readKey.path), 'clone', '-q', server.sshUrl('acme/lib'), 'c')).code, 0);
       const dir = tmpDir();
       await must(gitEnvRun(dir, sshEnv(server, readKey.path), 'clone', '-q', server.sshUrl('acme/app'), 'c'));
@@ -236,6 +247,84 @@ describe('git over SSH with the real OpenSSH client', () => {
       assert.equal((await git(server.repoDir('acme/app'), 'fsck', '--strict')).code, 0);
     });
 
+    it('refuses a signature that does not verify, even one whose check throws (a public key is not a login)', async () => {
+      // The attack a review found: an ed25519 key announced with an RSA signature algorithm.
+      for (const algo of ['rsa-sha2-256', 'ssh-ed25519']) {
+        const outcome = await new Promise<string>((resolve) => {
+          const c = new Client();
+          let tried = false;
+          c.on('ready', () => { c.end(); resolve('authenticated'); });
+          c.on('error', (e) => resolve(`refused: ${e.message}`));
+          c.connect({ host: '127.0.0.1', port: server.sshPort, username: 'git', authHandler: (_m: unknown, _p: unknown, cb: (x: false) => void) => {
+            if (tried) { cb(false); return; }
+            tried = true;
+            (c as unknown as { _protocol: { authPK: Function } })._protocol.authPK('git', aliceKey.publicKey, algo,
+              (_buf: Buffer, sign: (s: Buffer) => void) => sign(Buffer.alloc(64, 1)));
+          } } as never);
+        });
+        assert.match(outcome, /^refused/, algo);
+      }
+    });
+
+    it('keeps serving when a client sends a second command on a session, or a title has control characters', async () => {
+      const k = await sshKeyPair();
+      assert.equal((await server.api('POST', '/api/v1/users/alice/keys', { title: 'bad\u001b[31mtitle', key: k.publicKey }, alice)).status, 422);
+      await new Promise<void>((resolve) => {
+        const c = new Client();
+        c.on('ready', () => c.exec('info', (err, ch) => {
+          if (err) { c.end(); resolve(); return; }
+          const proto = (c as unknown as { _protocol: { exec: Function } })._protocol;
+          proto.exec((ch as unknown as { outgoing: { id: number } }).outgoing.id, 'info', true);
+          ch.on('close', () => { c.end(); resolve(); });
+          setTimeout(() => { c.end(); resolve(); }, 1500);
+        }));
+        c.on('error', () => resolve());
+        c.connect({ host: '127.0.0.1', port: server.sshPort, username: 'git', privateKey: fs.readFileSync(aliceKey.path) });
+      });
+      const r = await ssh(aliceKey.path, 'git@127.0.0.1', 'info');
+      assert.equal(r.code, 0, `the server is still up: ${r.stderr}`);
+    });
+
+    it('settles a push and gives its lock back when the client vanishes while git is answering', async () => {
+      const before = await server.diskRefs('acme/app');
+      const head = before.get('refs/heads/main')!;
+      const rawKey = fs.readFileSync(aliceKey.path);
+      // Thousands of long new tags: git's report is far bigger than the channel's window, and nobody reads it.
+      const header = Buffer.concat([Buffer.from('PACK'), Buffer.from([0, 0, 0, 2, 0, 0, 0, 0])]);
+      const emptyPack = Buffer.concat([header, crypto.createHash('sha1').update(header).digest()]);
+      await new Promise<void>((resolve, reject) => {
+        const c = new Client();
+        c.on('ready', () => c.exec("git-receive-pack 'acme/app.git'", (err, ch) => {
+          if (err) { c.end(); reject(err); return; }
+          let sent = false;
+          ch.on('data', (d: Buffer) => {
+            if (sent || !d.includes(Buffer.from('0000'))) return;
+            sent = true;
+            const cmds = Array.from({ length: 3000 }, (_, i) =>
+              pkt(`${'0'.repeat(40)} ${head} refs/tags/vanish-${String(i).padStart(5, '0')}-${'x'.repeat(150)}${i === 0 ? '\0report-status side-band-64k' : ''}\n`));
+            ch.write(Buffer.concat([...cmds, FLUSH, emptyPack]));
+            ch.pause();
+            waitFor('the verdict', async () => server.stderr.includes('"refs":3000')).then(() => { c.end(); resolve(); }, (e) => { c.end(); reject(e); });
+          });
+        }));
+        c.on('error', (e) => reject(e));
+        c.connect({ host: '127.0.0.1', port: server.sshPort, username: 'git', privateKey: rawKey });
+      });
+      const lock = path.join(server.repoDir('acme/app'), 'cairn-push.lock');
+      await waitFor('the lock to be given back', async () => !fs.existsSync(lock), 15_000);
+      const tags = [...(await server.diskRefs('acme/app')).keys()].filter((r) => r.startsWith('refs/tags/vanish-'));
+      assert.equal(tags.length, 3000, 'git applied the push the client walked away from');
+      await waitFor('no receive-pack left', async () => (await run('pgrep', ['-f', `receive-pack ${server.repoDir('acme/app')}`])).stdout.trim() === '', 15_000);
+      const v = await server.cli('admin', 'verify');
+      assert.equal(v.code, 0, `every ref on disk is recorded: ${v.stdout}`);
+      const w = await workTree(server.sshUrl('acme/app'));
+      await must(gitEnvRun(w, sshEnv(server, aliceKey.path), 'fetch', '-q', 'origin'));
+      await must(git(w, 'reset', '-q', '--hard', 'origin/main'));
+      await commit(w, 'after-vanish.txt', 'next\n');
+      const next = await gitEnvRun(w, sshEnv(server, aliceKey.path), 'push', 'origin', 'HEAD:main');
+      assert.equal(next.code, 0, next.stderr);
+    });
+
     it('survives 50 connections opened and dropped without authenticating', async () => {
       const rss = () => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${server.child!.pid}/status`, 'utf8'))?.[1]) / 1024;
       const before = rss();
@@ -256,18 +345,23 @@ describe('git over SSH with the real OpenSSH client', () => {
       const files = fs.readdirSync(server.keysDir).sort();
       assert.ok(files.includes('ssh_host_ed25519_key') && files.includes('ssh_host_rsa_key'), files.join(' '));
       assert.equal(fs.statSync(path.join(server.keysDir, 'ssh_host_ed25519_key')).mode & 0o777, 0o600);
-      const knownHosts = path.join(path.dirname(aliceKey.path), 'known_hosts');
-      assert.ok(fs.existsSync(knownHosts));
+      const logged = (text: string) => text.split('\n').filter((l) => l.includes('"ssh host key"'))
+        .map((l) => /"fingerprint":"(SHA256:[^"]+)"/.exec(l)![1]).sort();
+      const before = logged(server.stderr);
+      assert.equal(before.length, 2, 'both fingerprints are logged at start');
+      const knownHosts = path.join(tmpDir(), 'known_hosts');
+      // The port changes with each start here, so an alias names the host in known_hosts.
+      const connect = (strict: string) => {
+        const [cmd, ...opts] = sshCommand(server, aliceKey.path, knownHosts);
+        return run(cmd, [...opts.map((o) => (o === 'StrictHostKeyChecking=accept-new' ? `StrictHostKeyChecking=${strict}` : o)),
+          '-o', 'HostKeyAlias=cairn-test', 'git@127.0.0.1', 'info']);
+      };
+      assert.equal((await connect('accept-new')).code, 0, 'first contact records the host key');
       await server.stop();
       await server.start();
-      const [cmd, ...opts] = sshCommand(server, aliceKey.path, knownHosts);
-      const strict = await run(cmd, [...opts.map((o) => (o === 'StrictHostKeyChecking=accept-new' ? 'StrictHostKeyChecking=yes' : o)),
-        '-o', 'HostKeyAlias=cairn-test', 'git@127.0.0.1', 'info']);
-      // Ports change on restart here, so the alias pins the name; the first connection records it.
-      const again = await run(cmd, [...opts, '-o', 'HostKeyAlias=cairn-test', 'git@127.0.0.1', 'info']);
-      assert.equal(again.code, 0, again.stderr);
-      assert.ok(strict.code === 0 || /Host key verification failed/.test(strict.stderr));
-      assert.match(server.stderr, /"fingerprint":"SHA256:/);
+      assert.deepEqual(logged(server.stderr), before, 'the same keys after a restart');
+      const strict = await connect('yes');
+      assert.equal(strict.code, 0, `known_hosts still matches: ${strict.stderr}`);
     });
   });
 });

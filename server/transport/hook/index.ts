@@ -28,7 +28,7 @@ export type PushSession = {
 export type PushActor = { userName: string; userId: number | null; transport: 'http' | 'ssh' | 'internal' };
 
 type SessionState = { actor: PushActor; repo: Repo; repoPath: string; pid: number | null; used: boolean;
-  pushId: number | null; release: (() => void) | null; verdict: Promise<unknown> | null };
+  pushId: number | null; release: (() => void) | null; verdict: Promise<unknown> | null; decided: boolean };
 
 const LOCK_WAIT_MS = 45_000;
 const MAX_HOOK_INPUT = 40 * 1024 * 1024;
@@ -58,13 +58,15 @@ export class HookServer {
   open(actor: PushActor, repo: Repo, repoPath: string): PushSession {
     const token = crypto.randomBytes(32).toString('hex');
     const key = sessionKey(token);
-    const state: SessionState = { actor, repo, repoPath, pid: null, used: false, pushId: null, release: null, verdict: null };
+    const state: SessionState = { actor, repo, repoPath, pid: null, used: false, pushId: null, release: null, verdict: null, decided: false };
     this.sessions.set(key, state);
     return {
       env: { CAIRN_HOOK_PORT: String(this.port), CAIRN_PUSH_TOKEN: token },
       setPid: (pid) => { state.pid = pid ?? null; },
       finish: async (recorded) => {
         this.sessions.delete(key);
+        // A receive-pack gone before its verdict came told its client nothing: nothing to wait for on its behalf.
+        if (!state.decided) recorded?.();
         // receive-pack can exit while its verdict is still being made (the hook gave up waiting): let the
         // verdict finish first, so whatever it took (the lock, a pending record) is settled and given back.
         await state.verdict?.catch(() => undefined);
@@ -154,7 +156,8 @@ export class HookServer {
     const state = token ? this.sessions.get(sessionKey(token)) : undefined;
     if (!state || state.used) return [refusalText('CAIRN_NO_SESSION', 'unknown or finished push session; push refused')];
     state.used = true;
-    const decided = this.decide(state, objects, alternates, quarantine, updateLines, elapsedMs);
+    const decided = this.decide(state, objects, alternates, quarantine, updateLines, elapsedMs)
+      .finally(() => { state.decided = true; });
     state.verdict = decided;
     return decided;
   }

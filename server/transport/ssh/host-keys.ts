@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { utils } from 'ssh2';
@@ -18,8 +19,8 @@ export function loadHostKeys(keysDir: string): HostKey[] {
       const pair = type === 'rsa' ? utils.generateKeyPairSync('rsa', { bits: 3072 }) : utils.generateKeyPairSync('ed25519');
       // Written aside and linked into place: a process killed mid-write never leaves a key that cannot be read,
       // and a replica that made it first keeps its own (link fails with EEXIST).
-      const tmp = `${full}.${process.pid}.tmp`;
-      fs.writeFileSync(tmp, pair.private, { mode: 0o600 });
+      const tmp = `${full}.${crypto.randomBytes(6).toString('hex')}.tmp`;
+      fs.writeFileSync(tmp, pair.private, { mode: 0o600, flag: 'wx' });
       try {
         fs.linkSync(tmp, full);
         fs.writeFileSync(`${full}.pub`, `${pair.public}\n`, { mode: 0o644 });

@@ -58,31 +58,52 @@ export async function startSsh(deps: SshDeps): Promise<{ port: number; close(): 
   };
 }
 
+/** The signature algorithms each key type may sign with; anything else is refused before verifying. */
+const SIGNATURE_ALGOS: Record<string, string[]> = {
+  'ssh-ed25519': ['ssh-ed25519'], 'ssh-rsa': ['ssh-rsa', 'rsa-sha2-256', 'rsa-sha2-512'],
+  'ecdsa-sha2-nistp256': ['ecdsa-sha2-nistp256'], 'ecdsa-sha2-nistp384': ['ecdsa-sha2-nistp384'], 'ecdsa-sha2-nistp521': ['ecdsa-sha2-nistp521'],
+};
+const AUTH_TIMEOUT_MS = 30_000;
+const MAX_AUTH_ATTEMPTS = 10;
+const MAX_SESSIONS = 10;
+
 function onClient(deps: SshDeps, log: Logger, client: Connection): void {
   let fingerprint: string | null = null;
+  let attempts = 0;
+  let sessions = 0;
+  // Whoever has not signed in within the time has nothing to do here.
+  const authTimer = setTimeout(() => client.end(), AUTH_TIMEOUT_MS);
+  client.on('close', () => clearTimeout(authTimer));
   client.on('error', (err) => log.debug({ err: err.message }, 'ssh client error'));
   client.on('authentication', (ctx) => {
+    if (++attempts > MAX_AUTH_ATTEMPTS) { client.end(); return; }
     if (ctx.method !== 'publickey') { ctx.reject(['publickey']); return; }
+    const key = utils.parseKey(ctx.key.data);
+    if (key instanceof Error || Array.isArray(key) || !(SIGNATURE_ALGOS[key.type] ?? []).includes(ctx.key.algo)) { ctx.reject(['publickey']); return; }
     const fp = fingerprintOf(ctx.key.data);
     principalFromKey(deps.db, fp).then((principal) => {
       if (!principal) { ctx.reject(['publickey']); return; }
       // Without a signature the client only asks whether this key would do.
       if (!ctx.signature) { ctx.accept(); return; }
-      const key = utils.parseKey(ctx.key.data);
-      if (key instanceof Error || Array.isArray(key) || !key.verify(ctx.blob!, ctx.signature, ctx.hashAlgo)) { ctx.reject(['publickey']); return; }
+      // ssh2's verify() answers an Error (truthy) when the check itself fails: only `true` is a valid signature.
+      if (key.verify(ctx.blob!, ctx.signature, ctx.hashAlgo) !== true) { ctx.reject(['publickey']); return; }
       fingerprint = fp;
+      clearTimeout(authTimer);
       ctx.accept();
     }).catch((err) => { log.error({ err }, 'ssh authentication failed'); ctx.reject(['publickey']); });
   });
   client.on('ready', () => {
-    client.on('session', (accept) => onSession(deps, log, accept(), () => fingerprint!));
+    client.on('session', (accept, reject) => {
+      if (++sessions > MAX_SESSIONS) { reject(); return; }
+      onSession(deps, log, accept(), () => fingerprint!, client);
+    });
     client.on('tcpip', (_accept, reject) => reject());
     client.on('request', (_accept, reject) => reject?.());
     client.on('openssh.streamlocal', (_accept, reject) => reject());
   });
 }
 
-function onSession(deps: SshDeps, log: Logger, session: Session, fingerprint: () => string): void {
+function onSession(deps: SshDeps, log: Logger, session: Session, fingerprint: () => string, client: Connection): void {
   let gitProtocol: string | undefined;
   session.on('env', (accept, _reject, info) => {
     if (info.key === 'GIT_PROTOCOL') gitProtocol = safeGitProtocol(info.val);
@@ -93,15 +114,20 @@ function onSession(deps: SshDeps, log: Logger, session: Session, fingerprint: ()
   session.on('auth-agent', (_accept, reject) => reject?.());
   session.on('window-change', (_accept, reject) => reject?.());
   session.on('signal', (_accept, reject) => reject?.());
-  session.on('subsystem', (accept, _reject, info) => refuse(accept(), `the ${info.name} subsystem is not available; Cairn serves git only`));
-  const run = (channel: ServerChannel, command: string) => {
+  // ssh2's accept() gives nothing for a second request on a session that already runs one.
+  session.on('subsystem', (accept, _reject, info) => {
+    const channel = accept();
+    if (channel) refuse(channel, `the ${info.name} subsystem is not available; Cairn serves git only`);
+  });
+  const run = (channel: ServerChannel | undefined, command: string) => {
+    if (!channel) return;
     // Looked up again for every session: a key or user removed a moment ago opens nothing more.
     principalFromKey(deps.db, fingerprint()).then((principal) => {
       if (!principal) return refuse(channel, 'this key is no longer registered');
       const parsed = parseCommand(command);
       if (parsed.kind === 'info') return info(deps, channel, principal);
       if (parsed.kind === 'refused') return refuse(channel, parsed.reason);
-      return serveGitSsh(deps, log, channel, principal, parsed, gitProtocol);
+      return serveGitSsh(deps, log, channel, principal, parsed, client, gitProtocol);
     }).catch((err) => {
       log.error({ err }, 'ssh session failed');
       refuse(channel, 'internal error');
@@ -112,7 +138,8 @@ function onSession(deps: SshDeps, log: Logger, session: Session, fingerprint: ()
 }
 
 function refuse(channel: ServerChannel, reason: string, code = 1): void {
-  channel.stderr.write(`cairn: ${reason}\n`);
+  // Titles and names are printable already; this keeps any other text from steering a terminal.
+  channel.stderr.write(`cairn: ${reason.replace(/[\x00-\x1f\x7f]/g, '?')}\n`);
   channel.exit(code);
   channel.end();
 }
@@ -134,7 +161,7 @@ async function info(deps: SshDeps, channel: ServerChannel, principal: Principal)
 }
 
 async function serveGitSsh(deps: SshDeps, log: Logger, channel: ServerChannel, principal: Principal,
-  cmd: { service: GitService; tenant: string; repo: string }, gitProtocol?: string): Promise<void> {
+  cmd: { service: GitService; tenant: string; repo: string }, client: Connection, gitProtocol?: string): Promise<void> {
   let repo: Repo;
   try {
     ({ repo } = await requireRepoRole(deps.db, principal, cmd.tenant, cmd.repo, cmd.service === 'git-receive-pack' ? 'write' : 'read'));
@@ -146,7 +173,7 @@ async function serveGitSsh(deps: SshDeps, log: Logger, channel: ServerChannel, p
   const dir = repoPath(deps.config.reposDir, repo.tenantName, repo.name);
   if (cmd.service !== 'git-receive-pack') {
     const child = serveGit({ service: cmd.service, repoPath: dir, env: deps.gitEnv, gitProtocol, statelessRpc: false });
-    pipeChild(channel, child);
+    pipeChild(channel, child, client);
     // A reader that hangs up has nothing more coming; a pusher's receive-pack is left to see its input end
     // (killing it mid-update could leave a ref's lock file behind).
     channel.on('close', () => { if (child.exitCode === null) child.kill('SIGTERM'); });
@@ -157,7 +184,7 @@ async function serveGitSsh(deps: SshDeps, log: Logger, channel: ServerChannel, p
   const push: PushContext = { log: deps.log, hooks: deps.hooks, gitEnv: deps.gitEnv, maxPushBytes: deps.config.maxPushBytes,
     hooksDir: deps.config.hooksDir, principal, repo, repoPath: dir, transport: 'ssh' };
   const { child, recorded } = startReceivePack(push, false, gitProtocol);
-  const finished = pipeChild(channel, child, recorded);
+  const finished = pipeChild(channel, child, client, recorded);
   try {
     const request = await readPushCommands(channel);
     if (request.commands.length === 0) { child.stdin!.end(request.head); return; }
@@ -183,8 +210,17 @@ async function serveGitSsh(deps: SshDeps, log: Logger, channel: ServerChannel, p
 }
 
 /** Streams a git child's output to the channel and its exit status back; detach() takes the channel back. */
-function pipeChild(channel: ServerChannel, child: import('node:child_process').ChildProcess, recorded?: Promise<void>): { detach(): void } {
+function pipeChild(channel: ServerChannel, child: import('node:child_process').ChildProcess, client: Connection,
+  recorded?: Promise<void>): { detach(): void } {
   let attached = true;
+  // A client gone mid-conversation: git's output goes nowhere (drained, not piped into a dead channel that
+  // would never take it), so git still finishes — a push is still settled and its lock given back.
+  const drain = () => {
+    child.stdout!.unpipe(channel); child.stderr!.unpipe(channel.stderr);
+    child.stdout!.resume(); child.stderr!.resume();
+  };
+  client.once('close', drain);
+  child.once('close', () => client.off('close', drain));
   child.on('error', (err) => { if (attached) refuse(channel, `could not start git: ${err.message}`); attached = false; });
   child.stdout!.pipe(channel, { end: false });
   child.stderr!.pipe(channel.stderr, { end: false });

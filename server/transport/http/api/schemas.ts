@@ -34,6 +34,9 @@ export const event: JsonSchema = { type: 'object', required: ['event', 'id', 'se
 
 export const list = (items: JsonSchema): JsonSchema => ({ type: 'array', items });
 
+/** A key's title: printable, since it is shown in `ssh … info` and recorded as a deploy key's pushes' user. */
+const title: JsonSchema = { type: 'string', minLength: 1, maxLength: 255, pattern: '^[^\\x00-\\x1f\\x7f]+$' };
+
 export const bodies = {
   createTenant: object({ name }),
   createUser: object({ name, admin: { type: 'boolean' } }, ['name']),
@@ -41,7 +44,7 @@ export const bodies = {
   createRepo: object({ name, public: { type: 'boolean' } }, ['name']),
   patchRepo: { ...object({ archived: { type: 'boolean' }, public: { type: 'boolean' } }, []), minProperties: 1 },
   putMember: object({ role }),
-  addKey: object({ title: { type: 'string', minLength: 1, maxLength: 255 }, key: { type: 'string', minLength: 1, maxLength: 16384 } }),
-  addRepoDeployKey: object({ title: { type: 'string', minLength: 1, maxLength: 255 }, key: { type: 'string', minLength: 1, maxLength: 16384 },
+  addKey: object({ title, key: { type: 'string', minLength: 1, maxLength: 16384 } }),
+  addRepoDeployKey: object({ title, key: { type: 'string', minLength: 1, maxLength: 16384 },
     write: { type: 'boolean' } }, ['title', 'key']),
 };
