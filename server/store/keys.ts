@@ -5,7 +5,7 @@ export type KeyOwner = { kind: 'user'; userId: number } | { kind: 'tenant'; tena
 export type SshKey = { id: number; fingerprint: string; type: string; title: string; publicKey: string; owner: KeyOwner;
   write: boolean; createdAt: string };
 type KeyRow = { id: number; fingerprint: string; type: string; title: string; public_key: string; user_id: number | null;
-  tenant_id: number | null; repo_id: number | null; write: boolean | number; created_at: string };
+  tenant_id: number | null; repo_id: number | null; write: boolean | number; added_by_token: string | null; created_at: string };
 
 const toKey = (r: KeyRow): SshKey => ({ id: r.id, fingerprint: r.fingerprint, type: r.type, title: r.title, publicKey: r.public_key,
   owner: r.user_id !== null ? { kind: 'user', userId: r.user_id } : r.tenant_id !== null ? { kind: 'tenant', tenantId: r.tenant_id }
@@ -15,10 +15,11 @@ const toKey = (r: KeyRow): SshKey => ({ id: r.id, fingerprint: r.fingerprint, ty
 const ownerColumns = (o: KeyOwner) => ({ user_id: o.kind === 'user' ? o.userId : null,
   tenant_id: o.kind === 'tenant' ? o.tenantId : null, repo_id: o.kind === 'repo' ? o.repoId : null });
 
-export async function insertKey(db: Db, k: { fingerprint: string; type: string; title: string; publicKey: string; owner: KeyOwner; write: boolean }): Promise<SshKey> {
+export async function insertKey(db: Db, k: { fingerprint: string; type: string; title: string; publicKey: string; owner: KeyOwner;
+  write: boolean; addedByToken?: string | null }): Promise<SshKey> {
   try {
     const [row] = await db<KeyRow>('ssh_keys').insert({ fingerprint: k.fingerprint, type: k.type, title: k.title,
-      public_key: k.publicKey, ...ownerColumns(k.owner), write: k.write, created_at: now() }).returning('*');
+      public_key: k.publicKey, ...ownerColumns(k.owner), write: k.write, added_by_token: k.addedByToken ?? null, created_at: now() }).returning('*');
     return toKey(row as KeyRow);
   } catch (err) {
     throw mapDbError(err, () => new CairnError('conflict', `this key (${k.fingerprint}) is already registered; a key identifies one principal`));

@@ -22,14 +22,18 @@ export async function listTokens(db: Db, userId: number): Promise<TokenRecord[]>
   return (await db<TokenRow>('tokens').where('user_id', userId).orderBy([{ column: 'created_at' }, { column: 'id' }])).map(toToken);
 }
 
-/** Returns false when there was no such live token of that user. Tokens it minted, and theirs, go with it. */
+/**
+ * Returns false when there was no such live token of that user. Tokens it minted (and theirs) go with it,
+ * and so do the SSH keys any of them added: a revoked token leaves no way back in.
+ */
 export async function revokeToken(db: Db, userId: number, id: string): Promise<boolean> {
   const at = now();
   const n = await db('tokens').where({ id, user_id: userId }).whereNull('revoked_at').update({ revoked_at: at });
-  for (let parents = n > 0 ? [id] : []; parents.length > 0;) {
-    const children = (await db<TokenRow>('tokens').whereIn('issued_by', parents).whereNull('revoked_at').select('id')).map((r) => r.id);
+  for (let revoked = n > 0 ? [id] : []; revoked.length > 0;) {
+    await db('ssh_keys').whereIn('added_by_token', revoked).delete();
+    const children = (await db<TokenRow>('tokens').whereIn('issued_by', revoked).whereNull('revoked_at').select('id')).map((r) => r.id);
     if (children.length > 0) await db('tokens').whereIn('id', children).update({ revoked_at: at });
-    parents = children;
+    revoked = children;
   }
   return n > 0;
 }

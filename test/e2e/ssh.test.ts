@@ -213,6 +213,16 @@ describe('git over SSH with the real OpenSSH client', () => {
       assert.match(forward.stderr, /open failed|administratively prohibited|forwarding failed/i);
     });
 
+    it('removes the keys a token added when that token is revoked: a leaked token leaves no way back in', async () => {
+      const t = await server.api('POST', '/api/v1/users/alice/tokens', { expires_in: 600 }, alice);
+      const k = await sshKeyPair();
+      assert.equal((await server.api('POST', '/api/v1/users/alice/keys', { title: 'via-token', key: k.publicKey }, t.body.token)).status, 201);
+      assert.equal((await ssh(k.path, 'git@127.0.0.1', 'info')).code, 0, 'positive control');
+      assert.equal((await server.api('DELETE', `/api/v1/users/alice/tokens/${t.body.id}`, undefined, alice)).status, 204);
+      assert.notEqual((await ssh(k.path, 'git@127.0.0.1', 'info')).code, 0);
+      assert.equal((await ssh(aliceKey.path, 'git@127.0.0.1', 'info')).code, 0, 'keys added otherwise stay');
+    });
+
     it('lets a removed key open nothing from that moment', async () => {
       const k = await sshKeyPair();
       const added = await server.api('POST', '/api/v1/users/alice/keys', { title: 'temp', key: k.publicKey }, alice);

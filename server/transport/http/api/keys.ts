@@ -21,7 +21,8 @@ function keyRoutes(base: string, what: string, access: string, body: JsonSchema,
         const owner = await resolve(deps, principal, params, true);
         const key = parsePublicKey(b.key);
         const saved = await store.insertKey(deps.db, { fingerprint: key.fingerprint, type: key.type, title: b.title,
-          publicKey: key.line, owner, write: canWrite && b.write === true });
+          publicKey: key.line, owner, write: canWrite && b.write === true,
+          addedByToken: principal.kind === 'user' ? principal.token?.id ?? null : null });
         deps.log.info({ key_id: saved.id, fingerprint: saved.fingerprint, owner }, 'ssh key added');
         return { status: 201, body: toApiKey(saved) };
       },

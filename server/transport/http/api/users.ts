@@ -60,7 +60,8 @@ export const userRoutes: Route[] = [
     },
   },
   {
-    method: 'delete', path: '/users/{user}/tokens/{id}', summary: 'Revoke a token, effective on the next request',
+    method: 'delete', path: '/users/{user}/tokens/{id}',
+    summary: 'Revoke a token, effective on the next request; the tokens it minted and the SSH keys they added go with it',
     access: 'the user, site admins',
     responses: { 204: { description: 'revoked' } },
     handler: async ({ params, principal, deps }) => {
