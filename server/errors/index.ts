@@ -28,5 +28,3 @@ export class CairnError extends Error {
     return { error: { code: this.code, message: this.message } };
   }
 }
-
-export const errorStatus = (code: ErrorCode): number => STATUS_BY_CODE[code];

@@ -25,23 +25,28 @@ export const recordPendingPush = (db: Knex, p: store.NewPush): Promise<number> =
  * now holds its new id landed. A push with any landed update joins the ledger; one with none is void.
  * Runs once per push (the state guard), so a push is never recorded twice.
  */
+export type Settled = { outcome: 'accepted' | 'void' | 'already'; seq: number | null; push: Push | null; diskRefs: ReadonlyMap<string, string> };
+
 export async function settlePush(db: Knex, pushId: number,
-  diskRefs: ReadonlyMap<string, string>): Promise<{ outcome: 'accepted' | 'void' | 'already'; seq: number | null }> {
+  readDisk: (refs: string[]) => Promise<ReadonlyMap<string, string>>): Promise<Settled> {
   return inTransaction(db, async (trx) => {
     const push = await store.findPush(trx, pushId);
-    if (!push || push.state !== 'pending') return { outcome: 'already', seq: push?.seq ?? null };
+    if (!push || push.state !== 'pending') return { outcome: 'already', seq: push?.seq ?? null, push, diskRefs: new Map() };
+    // Read under the caller's push lock, so nothing moves the refs between this read and the record.
+    const diskRefs = await readDisk(push.updates.map((u) => u.ref));
     const applied = push.updates.filter((u) => (diskRefs.get(u.ref) ?? ZERO_ID) === u.newId);
     const settledAt = now();
-    if (applied.length === 0) { await store.markVoid(trx, pushId, settledAt); return { outcome: 'void', seq: null }; }
+    if (applied.length === 0) { await store.markVoid(trx, pushId, settledAt); return { outcome: 'void', seq: null, push, diskRefs }; }
     const head = await store.ledgerHead(trx, push.repoId);
     const seq = (head?.seq ?? 0) + 1;
     const prevHash = head?.hash ?? GENESIS_HASH;
     const hash = entryHash(prevHash, { ...push, seq, updates: applied });
-    await store.markAccepted(trx, pushId, { seq, prevHash, hash, settledAt }, new Set(applied.map((u) => u.ref)));
+    await store.markAccepted(trx, pushId, { seq, prevHash, hash, settledAt }, new Set(applied.map((u) => u.ref)),
+      applied.length === push.updates.length);
     // The push event is written with the ledger entry: one exists exactly when the other does.
     await appendEvent(trx, push.repoId, 'push', { push_id: pushId, user: push.userName, transport: push.transport,
       updates: applied.map((u) => ({ ref: u.ref, old: u.oldId, new: u.newId })) }, push.at);
-    return { outcome: 'accepted', seq };
+    return { outcome: 'accepted', seq, push, diskRefs };
   });
 }
 

@@ -138,12 +138,7 @@ export async function packRefs(env: NodeJS.ProcessEnv, dir: string): Promise<voi
 export async function adoptDefaultBranch(env: NodeJS.ProcessEnv, dir: string, createdBranches: readonly string[]): Promise<void> {
   if (createdBranches.length === 0) return;
   const head = (await git(['symbolic-ref', 'HEAD'], { cwd: dir, env })).trim();
-  if ((await readRefs(env, dir, [head])).has(head)) return;
+  if ((await currentRefs(env, dir, [head])).has(head)) return;
   const pick = createdBranches.find((b) => b === 'refs/heads/main') ?? createdBranches.find((b) => b === 'refs/heads/master') ?? createdBranches[0];
   await git(['symbolic-ref', 'HEAD', pick], { cwd: dir, env });
-}
-
-export async function fsck(env: NodeJS.ProcessEnv, dir: string): Promise<{ ok: boolean; output: string }> {
-  const r = await runGit(['fsck', '--full', '--strict'], { cwd: dir, env });
-  return { ok: r.code === 0, output: (r.stdout + r.stderr).trim() };
 }

@@ -61,10 +61,12 @@ export async function ledgerHead(db: Db, repoId: number): Promise<{ seq: number;
 }
 
 export async function markAccepted(db: Db, id: number, ledger: { seq: number; prevHash: string; hash: string; settledAt: string },
-  appliedRefs: ReadonlySet<string>): Promise<void> {
+  appliedRefs: ReadonlySet<string>, allApplied: boolean): Promise<void> {
   await db('pushes').where({ id, state: 'pending' }).update({ state: 'accepted', seq: ledger.seq, prev_hash: ledger.prevHash,
     hash: ledger.hash, settled_at: ledger.settledAt });
-  await setApplied(db, id, appliedRefs);
+  // The usual case, every update landed, is one statement.
+  if (allApplied) await db('push_updates').where('push_id', id).update({ applied: true });
+  else await setApplied(db, id, appliedRefs);
 }
 
 export async function markVoid(db: Db, id: number, settledAt: string): Promise<void> {

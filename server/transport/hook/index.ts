@@ -90,17 +90,15 @@ export class HookServer {
 
   /** Records what a finished receive-pack left on disk; says whether the repository's refs want packing. */
   async settle(pushId: number, repoPath: string): Promise<{ packRefs: boolean }> {
-    const push = await store.findPush(this.db, pushId);
-    if (!push) return { packRefs: false };
-    const disk = await currentRefs(this.gitEnv, repoPath, push.updates.map((u) => u.ref));
-    const { outcome, seq } = await settlePush(this.db, pushId, disk);
-    if (outcome === 'accepted') {
+    const started = process.hrtime.bigint();
+    const { outcome, seq, push, diskRefs: disk } = await settlePush(this.db, pushId, (refs) => currentRefs(this.gitEnv, repoPath, refs));
+    if (outcome === 'accepted' && push) {
       metrics.pushesAccepted.inc({ transport: push.transport });
       const created = push.updates.filter((u) => u.ref.startsWith('refs/heads/') && disk.get(u.ref) === u.newId && /^0{40}$/.test(u.oldId));
       await adoptDefaultBranch(this.gitEnv, repoPath, created.map((u) => u.ref));
     }
-    this.log.info({ push_id: pushId, outcome }, 'push settled');
-    return { packRefs: outcome === 'accepted' && shouldPackRefs(push.updates.length, seq ?? 0) };
+    this.log.info({ push_id: pushId, outcome, settle_ms: Number(process.hrtime.bigint() - started) / 1e6 }, 'push settled');
+    return { packRefs: outcome === 'accepted' && push !== null && shouldPackRefs(push.updates.length, seq ?? 0) };
   }
 
   /**
