@@ -8,7 +8,7 @@ import { openDb, migrate, Knex } from './db';
 import * as store from './store';
 import { loadSigningKey, SecretBox } from './auth';
 import { WebhookWorker } from './events';
-import { baseGitEnv, clearOwnStaleLock, repoPath, wireRepo } from './git';
+import { baseGitEnv, clearOwnStaleLock, isProcessAlive, repoPath, wireRepo } from './git';
 import { HookServer } from './transport/hook';
 import { createHttpApp, listenHttp } from './transport/http';
 import { startSsh } from './transport/ssh';
@@ -37,7 +37,10 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
 
   const ssh = await startSsh({ config, db, log, hooks, gitEnv });
   let httpPort = config.httpPort;
-  const webhooks = new WebhookWorker(db, (sealed) => secrets.open(sealed), config.webhookRetryBaseMs, log.child({ mod: 'webhooks' }));
+  const webhooks = new WebhookWorker(db, (sealed) => secrets.open(sealed), config.webhookRetryBaseMs, isProcessAlive,
+    log.child({ mod: 'webhooks' }));
+  const reclaimed = await webhooks.reclaimOrphans();
+  if (reclaimed > 0) log.info({ reclaimed }, 'webhook deliveries a previous process was sending are queued again');
   webhooks.start();
   const app = createHttpApp({ config, db, log, signingKey, secrets, gitEnv, hooks,
     publicUrl: () => config.publicUrl ?? `http://${config.bind.includes(':') ? `[${config.bind}]` : config.bind}:${httpPort}`,

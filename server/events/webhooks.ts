@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import os from 'node:os';
 import { inTransaction, Knex } from '../db';
 import type { Logger } from '../log';
 import * as store from '../store';
@@ -32,8 +33,24 @@ export class WebhookWorker {
   private running: Promise<void> | null = null;
   private stopped = false;
 
+  /** This process, as a lease owner: `host:pid`. */
+  private readonly owner = `${os.hostname()}:${process.pid}`;
+
   constructor(private readonly db: Knex, private readonly openSecret: (sealed: string) => string,
-    private readonly retryBaseMs: number, private readonly log: Logger) {}
+    private readonly retryBaseMs: number, private readonly isAlive: (pid: number) => boolean, private readonly log: Logger) {}
+
+  /**
+   * Deliveries this host's earlier processes were sending when they died go back to the queue at once
+   * (a lease of this very pid is a predecessor's: a container restarts with the same pid).
+   */
+  async reclaimOrphans(): Promise<number> {
+    let n = 0;
+    for (const lease of await store.leasedDeliveries(this.db, `${os.hostname()}:`)) {
+      const pid = Number(lease.owner.slice(lease.owner.lastIndexOf(':') + 1));
+      if (pid === process.pid || !this.isAlive(pid)) { await store.redeliver(this.db, lease.id); n++; }
+    }
+    return n;
+  }
 
   start(): void {
     const loop = () => {
@@ -52,7 +69,7 @@ export class WebhookWorker {
 
   private async tick(): Promise<void> {
     for (const hook of await store.activeWebhooks(this.db)) await this.fanOut(hook);
-    const due = await store.claimDueDeliveries(this.db, 16, TIMEOUT_MS * 3);
+    const due = await store.claimDueDeliveries(this.db, 16, TIMEOUT_MS * 3, this.owner);
     await Promise.all(due.map((d) => this.send(d)));
   }
 

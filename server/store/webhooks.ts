@@ -63,7 +63,7 @@ export async function queueDeliveries(db: Db, webhookId: number, eventIds: numbe
  * out (their sender died). PostgreSQL skips rows another replica holds (FOR UPDATE SKIP LOCKED); SQLite has
  * one writer, so the single UPDATE is already exclusive.
  */
-export async function claimDueDeliveries(db: Knex, limit: number, leaseMs: number): Promise<Delivery[]> {
+export async function claimDueDeliveries(db: Knex, limit: number, leaseMs: number, owner: string): Promise<Delivery[]> {
   const at = instant();
   const leaseUntil = instant(leaseMs);
   const due = db('webhook_deliveries').select('id')
@@ -72,7 +72,7 @@ export async function claimDueDeliveries(db: Knex, limit: number, leaseMs: numbe
     .orderBy('id').limit(limit);
   if (db.client.config.client === 'pg') due.forUpdate().skipLocked();
   const rows = await db('webhook_deliveries').whereIn('id', due)
-    .update({ state: 'sending', lease_until: leaseUntil, attempts: db.raw('attempts + 1') }).returning('*');
+    .update({ state: 'sending', lease_until: leaseUntil, lease_owner: owner, attempts: db.raw('attempts + 1') }).returning('*');
   return (rows as DeliveryRow[]).map(toDelivery);
 }
 
@@ -107,4 +107,10 @@ export async function findDelivery(db: Db, webhookId: number, id: number): Promi
 
 export async function redeliver(db: Db, id: number): Promise<void> {
   await db('webhook_deliveries').where('id', id).update({ state: 'pending', next_attempt_at: instant(), lease_until: null });
+}
+
+/** Leases held by owners whose name starts with `prefix` (this host's), for the caller to judge. */
+export async function leasedDeliveries(db: Db, ownerPrefix: string): Promise<{ id: number; owner: string }[]> {
+  return (await db('webhook_deliveries').where('state', 'sending').andWhere('lease_owner', 'like', `${ownerPrefix}%`)
+    .select('id', 'lease_owner')).map((r: { id: number; lease_owner: string }) => ({ id: r.id, owner: r.lease_owner }));
 }

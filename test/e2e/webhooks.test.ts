@@ -139,10 +139,12 @@ describe('webhooks', () => {
   });
 
   it('queues each event once per webhook across a SIGKILL, and delivers all of them after restart', async () => {
-    const rx = await receiver(() => 200);
+    // The first delivery is held open, so the kill lands while it is being sent (its lease still running).
+    const rx = await receiver((_r, n) => (n === 1 ? new Promise<number>(() => undefined) : 200));
     const hook = await server.api('POST', '/api/v1/repos/acme/lib/webhooks', { url: rx.url, secret, events: ['push'] }, server.adminToken);
     const w = await workTree(server.url('acme/lib', { user: 'admin', token: server.adminToken }));
     for (let i = 0; i < 4; i++) { await commit(w, `k${i}.txt`, `${i}\n`); await must(git(w, 'push', '-q', 'origin', 'main')); }
+    await waitFor('a delivery in flight', async () => rx.got.length > 0);
     await server.stop('SIGKILL');
     await server.start();
     const pushes = (await server.api('GET', '/api/v1/repos/acme/lib/pushes', undefined, server.adminToken)).body.length;
