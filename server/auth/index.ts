@@ -1,5 +1,5 @@
 // Credentials → Principal, and Principal × repo → Role. The visibility rule lives here and nowhere else.
-export { loadSigningKey, issueToken, verifyToken, DEFAULT_TOKEN_TTL_S, MAX_TOKEN_TTL_S } from './tokens';
+export { loadSigningKey, issueToken, verifyToken } from './tokens';
 export type { IssuedToken } from './tokens';
 export { ANONYMOUS, atLeast, isAdmin, repoRole, tenantRole, requireRepoRole, requireTenantRole, requireUser,
   requireAdmin, requireSelfOrAdmin, principalName, readableRepos } from './access';

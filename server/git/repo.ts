@@ -58,7 +58,7 @@ export async function wireRepo(env: NodeJS.ProcessEnv, hooksDir: string, dir: st
 }
 
 /** The current ids of exactly these refs (missing refs are absent from the map). */
-export async function readRefs(env: NodeJS.ProcessEnv, dir: string, refs: readonly string[]): Promise<Map<string, string>> {
+async function readRefs(env: NodeJS.ProcessEnv, dir: string, refs: readonly string[]): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   if (refs.length === 0) return out;
   // Naming a few refs is cheapest; for a big push (thousands of tags) one listing of all keeps the argv short.
@@ -90,7 +90,7 @@ export async function listRefs(env: NodeJS.ProcessEnv, dir: string, everything =
 }
 
 /** Is `ancestor` reachable from `descendant`? Under a push's quarantine, `objectEnv` names its object dirs. */
-export async function isAncestor(env: NodeJS.ProcessEnv, dir: string, ancestor: string, descendant: string): Promise<boolean> {
+async function isAncestor(env: NodeJS.ProcessEnv, dir: string, ancestor: string, descendant: string): Promise<boolean> {
   const r = await runGit(['merge-base', '--is-ancestor', ancestor, descendant], { cwd: dir, env });
   if (r.code === 0) return true;
   if (r.code === 1) return false;

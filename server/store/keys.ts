@@ -31,11 +31,6 @@ export async function findKeyByFingerprint(db: Db, fingerprint: string): Promise
   return row ? toKey(row) : null;
 }
 
-export async function findKeyById(db: Db, id: number): Promise<SshKey | null> {
-  const row = await db<KeyRow>('ssh_keys').where('id', id).first();
-  return row ? toKey(row) : null;
-}
-
 /** An owner's keys oldest first, keyset-paged by id. */
 export async function listKeys(db: Db, owner: KeyOwner, limit = 1000, afterId = 0): Promise<SshKey[]> {
   const cols = ownerColumns(owner);

@@ -40,9 +40,3 @@ export async function findRole(db: Db, scope: Scope, userId: number): Promise<Ro
   const row = await db(table(scope)).where({ [column(scope)]: scope.id, user_id: userId }).first('role');
   return row ? (row.role as Role) : null;
 }
-
-export async function hasAnyRepoGrantInTenant(db: Db, tenantId: number, userId: number): Promise<boolean> {
-  const row = await db('repo_members').join('repos', 'repos.id', 'repo_members.repo_id')
-    .where({ 'repos.tenant_id': tenantId, 'repo_members.user_id': userId }).first('repo_members.id');
-  return Boolean(row);
-}

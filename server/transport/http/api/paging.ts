@@ -1,7 +1,7 @@
 import { CairnError } from '../../../errors';
 import type { ApiRequest, ApiResponse } from './route';
 
-export const DEFAULT_PAGE = 100;
+const DEFAULT_PAGE = 100;
 const MAX_PAGE = 1000;
 
 /** `?limit=N&after=CURSOR` → numbers; the cursor is the last item's id (or sequence) of the previous page. */
