@@ -6,8 +6,8 @@ import { Knex, now } from '../../db';
 import { Logger } from '../../log';
 import * as store from '../../store';
 import type { Repo } from '../../store';
-import { decidePush, refusalLine, Refusal, RefUpdate } from '../../policy';
-import { acquirePushLock, adoptDefaultBranch, currentRefs, gatherFacts, isProcessAlive, LockTimeout, packRefs, repoPath } from '../../git';
+import { decideCommands, decidePush, refusalLine, Refusal, RefUpdate } from '../../policy';
+import { acquirePushLock, adoptDefaultBranch, currentRefs, gatherFacts, git, isProcessAlive, LockTimeout, packRefs, repoPath } from '../../git';
 import { recordPendingPush, settlePush } from '../../events';
 import { metrics } from '../../metrics';
 
@@ -120,6 +120,37 @@ export class HookServer {
     return { settled, running };
   }
 
+  /**
+   * Ref updates Cairn makes itself (adjust tags, archive tags): the same lock, policy, pending record and
+   * ledger as a push, recorded with transport `internal`. The objects must already be in the repository.
+   * Resolves to the refusals; empty means every update landed and is in the ledger.
+   */
+  async writeRefs(actor: PushActor, repo: Repo, updates: RefUpdate[]): Promise<Refusal[]> {
+    const dir = repoPath(this.reposDir, repo.tenantName, repo.name);
+    const early = decideCommands(repo, updates);
+    if (early.length > 0) return early;
+    const release = await acquirePushLock(dir, LOCK_WAIT_MS);
+    let pushId: number | null = null;
+    try {
+      await this.settleLeftovers({ repoId: repo.id }, 5_000);
+      const fresh = (await store.findRepoById(this.db, repo.id)) ?? repo;
+      const facts = await gatherFacts(this.gitEnv, dir, updates, new Map(), {});
+      const refusals = decidePush(fresh, updates, facts);
+      if (refusals.length > 0) { this.refused({ actor, repo: fresh }, refusals); return refusals; }
+      pushId = await recordPendingPush(this.db, { repoId: repo.id, userName: actor.userName, userId: actor.userId,
+        transport: actor.transport, at: now(), host: os.hostname(), pid: null, updates });
+      this.activePushIds.add(pushId);
+      const script = ['start', ...updates.map((u) => `update ${u.ref} ${u.newId} ${u.oldId}`), 'prepare', 'commit', ''].join('\n');
+      await git(['update-ref', '--stdin'], { cwd: dir, env: this.gitEnv, input: script });
+      await this.settle(pushId, dir);
+      return [];
+    } finally {
+      // A failure between record and settle leaves the push pending: the next verdict settles it from disk.
+      if (pushId !== null) this.activePushIds.delete(pushId);
+      release();
+    }
+  }
+
   private onConnection(socket: net.Socket): void {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -209,7 +240,7 @@ export class HookServer {
     }
   }
 
-  private refused(state: SessionState, refusals: Refusal[]): void {
+  private refused(state: Pick<SessionState, 'actor' | 'repo'>, refusals: Refusal[]): void {
     for (const r of refusals) metrics.pushesRefused.inc({ code: r.code });
     this.log.info({ repo: `${state.repo.tenantName}/${state.repo.name}`, user: state.actor.userName,
       refusals: refusals.map(refusalLine) }, 'push refused');
