@@ -12,6 +12,7 @@ import { baseGitEnv, clearOwnStaleLock, isProcessAlive, repoPath, wireRepo } fro
 import { HookServer } from './transport/hook';
 import { createHttpApp, listenHttp } from './transport/http';
 import { startSsh } from './transport/ssh';
+import { Pipelines } from './pipelines';
 import os from 'node:os';
 
 export type RunningServer = { httpPort: number; sshPort: number; stop(): Promise<void> };
@@ -42,11 +43,15 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const reclaimed = await webhooks.reclaimOrphans();
   if (reclaimed > 0) log.info({ reclaimed }, 'webhook deliveries a previous process was sending are queued again');
   webhooks.start();
-  const app = createHttpApp({ config, db, log, signingKey, secrets, gitEnv, hooks,
-    publicUrl: () => config.publicUrl ?? `http://${config.bind.includes(':') ? `[${config.bind}]` : config.bind}:${httpPort}`,
-    sshPort: () => ssh.port });
+  const publicUrl = () => config.publicUrl ?? `http://${config.bind.includes(':') ? `[${config.bind}]` : config.bind}:${httpPort}`;
+  const pipelines = new Pipelines({ db, log: log.child({ mod: 'pipelines' }), gitEnv, dataDir: config.dataDir, artifactsDir: config.artifactsDir,
+    repoDir: (repo) => repoPath(config.reposDir, repo.tenantName, repo.name), workers: config.workers, logMaxBytes: config.runLogMaxBytes,
+    retentionIntervalMs: config.retentionIntervalMs, publicUrl,
+    writeRefs: (repo, updates) => hooks.writeRefs({ userName: 'cairn', userId: null, transport: 'internal' }, repo, updates) }, isProcessAlive);
+  const app = createHttpApp({ config, db, log, signingKey, secrets, gitEnv, hooks, pipelines, publicUrl, sshPort: () => ssh.port });
   const server: http.Server = await listenHttp(app, config.httpPort, config.bind);
   httpPort = (server.address() as net.AddressInfo).port;
+  await pipelines.start();
   log.info({ http_port: httpPort, ssh_port: ssh.port, hook_port: hooks.port, bind: config.bind, data_dir: config.dataDir },
     `cairn listening: http on ${config.bind}:${httpPort}, ssh on ${config.bind}:${ssh.port}`);
 
@@ -56,6 +61,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     async stop() {
       await new Promise<void>((resolve) => { server.close(() => resolve()); server.closeIdleConnections(); });
       await ssh.close();
+      await pipelines.stop();
       await webhooks.stop();
       await hooks.close();
       await db.destroy();

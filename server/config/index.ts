@@ -17,6 +17,13 @@ export type Config = Readonly<{
   logLevel: string;
   /** The first webhook retry waits this long, each next one twice as long (capped at an hour). */
   webhookRetryBaseMs: number;
+  /** Pipeline runs executed at once by this process. */
+  workers: number;
+  /** A run's log stops growing here; the rest is counted, not kept. */
+  runLogMaxBytes: number;
+  /** How often builds past their retention are removed. */
+  retentionIntervalMs: number;
+  artifactsDir: string;
 }>;
 
 export type ConfigFlags = Partial<Record<'dataDir' | 'httpPort' | 'sshPort' | 'bind' | 'publicUrl' |
@@ -66,5 +73,9 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: ConfigFlags = {}): Con
     maxPushBytes,
     logLevel: pick('logLevel', 'CAIRN_LOG_LEVEL', 'info'),
     webhookRetryBaseMs: positive('CAIRN_WEBHOOK_RETRY_BASE_MS', env.CAIRN_WEBHOOK_RETRY_BASE_MS || '2000'),
+    workers: positive('CAIRN_WORKERS', env.CAIRN_WORKERS || '2'),
+    runLogMaxBytes: positive('CAIRN_RUN_LOG_MAX_BYTES', env.CAIRN_RUN_LOG_MAX_BYTES || String(16 * 1024 * 1024)),
+    retentionIntervalMs: positive('CAIRN_RETENTION_INTERVAL_S', env.CAIRN_RETENTION_INTERVAL_S || '3600') * 1000,
+    artifactsDir: path.join(dataDir, 'artifacts'),
   });
 }

@@ -69,3 +69,6 @@ export async function inTransaction<T>(db: Knex, fn: (trx: Knex.Transaction) => 
 }
 
 export const now = (): string => new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+/** A moment `offsetMs` from now with milliseconds: for leases and schedules, compared as strings. */
+export const instant = (offsetMs = 0): string => new Date(Date.now() + offsetMs).toISOString();

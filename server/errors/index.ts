@@ -9,6 +9,7 @@ const STATUS_BY_CODE = {
   name_taken: 409,
   conflict: 409,
   body_too_large: 413,
+  range_not_satisfiable: 416,
   unsupported_media_type: 415,
   invalid_field: 422,
   internal: 500,

@@ -8,3 +8,5 @@ export * from './pushes';
 export * from './keys';
 export * from './events';
 export * from './webhooks';
+export * from './pipelines';
+export * from './runs';

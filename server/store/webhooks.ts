@@ -1,7 +1,6 @@
-import { Db, Knex, now } from '../db';
+import { Db, instant, Knex, now } from '../db';
 
-/** Delivery times carry milliseconds (one format throughout, so they compare as strings): retries start at 50 ms in tests. */
-const instant = (offsetMs = 0): string => new Date(Date.now() + offsetMs).toISOString();
+// Delivery times carry milliseconds (`instant`, one format throughout, so they compare as strings): retries start at 50 ms in tests.
 
 export type WebhookScope = { kind: 'repo'; repoId: number } | { kind: 'tenant'; tenantId: number };
 export type Webhook = { id: number; scope: WebhookScope; url: string; secretSealed: string; events: string[]; cursor: number;

@@ -5,6 +5,7 @@ import { metrics, registry } from '../../metrics';
 import { apiRouter, API_PREFIX } from './api';
 import type { ApiDeps } from './api';
 import { matchGitPath, serveGitHttp } from './git';
+import { ARTIFACTS_PREFIX, serveArtifacts } from './artifacts';
 
 export type { ApiDeps } from './api';
 export { openApiDocument, routes, API_PREFIX } from './api';
@@ -17,7 +18,7 @@ export function createHttpApp(deps: ApiDeps): Koa {
 
   app.use(async (ctx, next) => {
     const started = process.hrtime.bigint();
-    const kind = ctx.path.startsWith(API_PREFIX) ? 'api' : matchGitPath(ctx.path) ? 'git' : 'other';
+    const kind = ctx.path.startsWith(API_PREFIX) ? 'api' : ctx.path.startsWith(ARTIFACTS_PREFIX) ? 'artifacts' : matchGitPath(ctx.path) ? 'git' : 'other';
     try {
       await next();
     } catch (err) {
@@ -41,6 +42,7 @@ export function createHttpApp(deps: ApiDeps): Koa {
       ctx.body = await registry.metrics();
       return;
     }
+    if (ctx.path.startsWith(ARTIFACTS_PREFIX)) return serveArtifacts(ctx, deps);
     const gitPath = matchGitPath(ctx.path);
     if (gitPath) return serveGitHttp(ctx, deps, gitPath);
     return next();

@@ -12,25 +12,28 @@ import { repoRoutes } from './repos';
 import { keyRoutesAll } from './keys';
 import { eventRoutes } from './events';
 import { webhookRoutesAll } from './webhooks';
+import { pipelineRoutes } from './pipelines';
+import YAML from 'yaml';
 
 export type { ApiDeps } from './route';
 
 export const API_PREFIX = '/api/v1';
 const MAX_JSON_BYTES = 1024 * 1024;
 
-export const routes: Route[] = [...tenantRoutes, ...userRoutes, ...repoRoutes, ...keyRoutesAll, ...eventRoutes, ...webhookRoutesAll];
+export const routes: Route[] = [...tenantRoutes, ...userRoutes, ...repoRoutes, ...keyRoutesAll, ...eventRoutes, ...webhookRoutesAll, ...pipelineRoutes];
 
 const ajv = new Ajv({ allErrors: false, strict: false });
 
 function describe(e: ErrorObject): string {
   const field = e.instancePath ? e.instancePath.slice(1).replace(/\//g, '.') : 'body';
-  if (e.keyword === 'additionalProperties') return `unknown field "${(e.params as { additionalProperty: string }).additionalProperty}"`;
-  if (e.keyword === 'required') return `missing field "${(e.params as { missingProperty: string }).missingProperty}"`;
+  const within = e.instancePath ? `${field}.` : '';
+  if (e.keyword === 'additionalProperties') return `unknown field "${within}${(e.params as { additionalProperty: string }).additionalProperty}"`;
+  if (e.keyword === 'required') return `missing field "${within}${(e.params as { missingProperty: string }).missingProperty}"`;
   if (e.keyword === 'pattern' && /name$/.test(field)) return `${field} must be 1-64 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit`;
   return `${field} ${e.message}`;
 }
 
-/** The body as JSON whatever its Content-Type says (as GitHub's API does: `curl -d` sends a form type). */
+/** The body as JSON whatever its Content-Type says (as GitHub's API does: `curl -d` sends a form type), or YAML when it says so. */
 async function readJson(ctx: Context, schema: JsonSchema): Promise<unknown> {
   const declared = Number(ctx.get('content-length') || 0);
   if (declared > MAX_JSON_BYTES) throw new CairnError('body_too_large', `request body over ${MAX_JSON_BYTES} bytes`);
@@ -44,7 +47,11 @@ async function readJson(ctx: Context, schema: JsonSchema): Promise<unknown> {
   // A route whose fields are all optional may be called with no body at all.
   if (raw.trim() === '' && ((schema.required as string[] | undefined) ?? []).length === 0) return {};
   let body: unknown;
-  try { body = JSON.parse(raw); } catch { throw new CairnError('malformed_request', 'request body is not valid JSON'); }
+  if (/^(application|text)\/(x-)?yaml\b/.test(ctx.get('content-type'))) {
+    try { body = YAML.parse(raw, { maxAliasCount: 100 }); } catch (err) { throw new CairnError('malformed_request', `request body is not valid YAML: ${(err as Error).message.split('\n')[0]}`); }
+  } else {
+    try { body = JSON.parse(raw); } catch { throw new CairnError('malformed_request', 'request body is not valid JSON'); }
+  }
   const validate = ajv.compile(schema);
   if (!validate(body)) throw new CairnError('invalid_field', describe(validate.errors![0]));
   return body;

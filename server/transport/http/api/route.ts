@@ -4,6 +4,7 @@ import type { Config } from '../../../config';
 import type { Logger } from '../../../log';
 import type { Principal, SecretBox } from '../../../auth';
 import type { HookServer } from '../../hook';
+import type { Pipelines } from '../../../pipelines';
 
 /** What every route handler is handed: wiring is explicit, there are no globals. */
 export type ApiDeps = {
@@ -14,6 +15,7 @@ export type ApiDeps = {
   secrets: SecretBox;
   gitEnv: NodeJS.ProcessEnv;
   hooks: HookServer;
+  pipelines: Pipelines;
   /** The base of URLs the API returns: CAIRN_PUBLIC_URL, or the bound address. */
   publicUrl: () => string;
   sshPort: () => number;

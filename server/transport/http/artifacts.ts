@@ -1,0 +1,68 @@
+import fs from 'node:fs';
+import type { Context } from 'koa';
+import { CairnError } from '../../errors';
+import { principalFromHeader, requireRepoRole } from '../../auth';
+import { decodeSegments, findArtifact, parseRange, releaseDir } from '../../artifacts';
+import type { Entry } from '../../artifacts';
+import type { ApiDeps } from './api';
+
+export const ARTIFACTS_PREFIX = '/artifacts/';
+
+const TEXT_FILES = /(^|\/)(CONTEXT|result|SHA256SUMS|latest_build)$|\.(log|txt)$/;
+
+/**
+ * `/artifacts/TENANT/REPO/…`: the artifact tree, readable by whoever may clone the repository. Directory
+ * listings are HTML, or JSON for `Accept: application/json`; files support Range and carry their sha256.
+ */
+export async function serveArtifacts(ctx: Context, deps: ApiDeps): Promise<void> {
+  if (ctx.method !== 'GET' && ctx.method !== 'HEAD') throw new CairnError('method_not_allowed', `${ctx.method} is not allowed here`, { Allow: 'GET, HEAD' });
+  const rawPath = ctx.path.slice(ARTIFACTS_PREFIX.length);
+  const trailing = rawPath === '' || rawPath.endsWith('/');
+  const segments = decodeSegments(rawPath.split('/').filter((seg, i, all) => !(seg === '' && i === all.length - 1)));
+  if (!segments || segments.length < 2) throw new CairnError('not_found', 'no such artifact');
+  const principal = await principalFromHeader(deps.db, deps.signingKey, ctx.get('authorization') || undefined);
+  const { repo } = await requireRepoRole(deps.db, principal, segments[0], segments[1], 'read');
+  const root = releaseDir(deps.config.artifactsDir, repo.tenantName, repo.name, '');
+  const found = findArtifact(root, segments.slice(2));
+  if (!found) throw new CairnError('not_found', 'no such artifact');
+  ctx.set('Cache-Control', 'no-cache');
+  if (found.kind === 'dir') {
+    if (!trailing) { ctx.status = 301; ctx.redirect(`${ctx.path}/`); return; }
+    const wantsJson = (ctx.get('accept') ?? '').includes('application/json');
+    if (wantsJson) { ctx.body = { path: `/${segments.join('/')}/`, entries: found.entries }; return; }
+    ctx.type = 'text/html; charset=utf-8';
+    ctx.body = listingHtml(`/${segments.map(escapeHtml).join('/')}/`, found.entries);
+    return;
+  }
+  if (trailing) throw new CairnError('not_found', 'no such artifact');
+  ctx.set('Accept-Ranges', 'bytes');
+  ctx.set('Last-Modified', found.mtime.toUTCString());
+  if (found.sha256) {
+    ctx.set('ETag', `"sha256-${found.sha256}"`);
+    ctx.set('X-Checksum-Sha256', found.sha256);
+    ctx.set('Digest', `sha-256=${Buffer.from(found.sha256, 'hex').toString('base64')}`);
+  }
+  ctx.type = TEXT_FILES.test(found.path) ? 'text/plain; charset=utf-8' : 'application/octet-stream';
+  const range = parseRange(ctx.get('range') || undefined, found.size);
+  if (range === 'unsatisfiable') {
+    ctx.set('Content-Range', `bytes */${found.size}`);
+    throw new CairnError('range_not_satisfiable', `range outside the file's ${found.size} bytes`, { 'Content-Range': `bytes */${found.size}` });
+  }
+  const { start, end } = range ?? { start: 0, end: found.size - 1 };
+  if (range) { ctx.status = 206; ctx.set('Content-Range', `bytes ${start}-${end}/${found.size}`); } else ctx.status = 200;
+  ctx.length = found.size === 0 ? 0 : end - start + 1;
+  if (ctx.method === 'HEAD' || found.size === 0) { ctx.body = null; ctx.length = found.size === 0 ? 0 : end - start + 1; return; }
+  ctx.body = fs.createReadStream(found.path, { start, end });
+}
+
+const escapeHtml = (s: string): string => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+function listingHtml(title: string, entries: Entry[]): string {
+  const rows = entries.map((e) => {
+    const href = encodeURIComponent(e.name) + (e.type === 'dir' ? '/' : '');
+    return `<tr><td><a href="${href}">${escapeHtml(e.name)}${e.type === 'dir' ? '/' : ''}</a></td><td>${e.type === 'file' ? e.size : '-'}</td>` +
+      `<td>${e.modified}</td><td><code>${e.sha256 ?? ''}</code></td></tr>`;
+  }).join('\n');
+  return `<!doctype html>\n<html><head><meta charset="utf-8"><title>Index of ${title}</title></head><body>\n<h1>Index of ${title}</h1>\n` +
+    `<table><tr><th>name</th><th>size</th><th>modified</th><th>sha256</th></tr>\n<tr><td><a href="../">../</a></td><td></td><td></td><td></td></tr>\n${rows}\n</table>\n</body></html>\n`;
+}
