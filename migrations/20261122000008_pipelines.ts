@@ -47,6 +47,8 @@ export async function up(db: Knex): Promise<void> {
     t.boolean('cancel_requested').notNullable().defaultTo(false);
     t.string('lease_owner', 300);
     t.string('lease_until', 32);
+    // The process group of the command running now: a restarted server kills what its predecessor left.
+    t.integer('process_group');
     t.string('created_at', 32).notNullable();
     t.string('started_at', 32);
     t.string('finished_at', 32);

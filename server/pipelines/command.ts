@@ -46,9 +46,11 @@ const KILL_GRACE_MS = 2000;
  * Runs an admin's shell command as the leader of a new process group, so a timeout or a cancel (and the end
  * of the command itself) takes down everything it started. User data reaches it only through `env`.
  */
-export function runCommand(command: string, opts: { cwd: string; env: NodeJS.ProcessEnv; timeoutMs: number; log: RunLog; signal: AbortSignal }): Promise<CommandResult> {
+export function runCommand(command: string, opts: { cwd: string; env: NodeJS.ProcessEnv; timeoutMs: number; log: RunLog; signal: AbortSignal;
+  started?: (pgid: number) => void }): Promise<CommandResult> {
   return new Promise((resolve) => {
     const child = spawn('/bin/sh', ['-c', command], { cwd: opts.cwd, env: opts.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    if (child.pid !== undefined) opts.started?.(child.pid);
     let timedOut = false;
     let cancelled = false;
     let exited: { code: number | null; signal: string | null } | null = null;

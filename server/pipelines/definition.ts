@@ -41,7 +41,7 @@ export const definitionSchema = {
     adjust: stage,
     build: stage,
     publish: { type: 'object', additionalProperties: false, properties: {
-      retention: { type: 'object', maxProperties: 32, additionalProperties: { type: 'string', pattern: '^(forever|[1-9][0-9]{0,5}[dhm])$' } } } },
+      retention: { type: 'object', maxProperties: 32, additionalProperties: { type: 'string', pattern: '^(forever|[1-9][0-9]{0,5}[dhms])$' } } } },
   },
 };
 

@@ -26,12 +26,12 @@ export class Pipelines {
   }
 
   async start(): Promise<void> {
-    const recovered = await this.worker.recoverOrphans(this.isAlive);
+    const recovered = await this.worker.recoverOrphans(this.isAlive, true);
     if (recovered > 0) this.d.log.warn({ recovered }, 'runs left executing by a stopped server were marked failed and queued again');
     this.worker.start();
     this.every(CONSUME_MS, async () => { while (!this.stopped && (await this.triggers.consume())); }, 'trigger');
     this.every(SCHEDULE_MS, () => this.triggers.fireSchedules(), 'schedule');
-    this.every(10_000, () => this.worker.recoverOrphans(this.isAlive), 'orphan sweep');
+    this.every(10_000, () => this.worker.recoverOrphans(this.isAlive, false), 'orphan sweep');
     this.every(this.d.retentionIntervalMs, () => enforceRetention(this.d.db, this.d.artifactsDir, this.d.log), 'retention');
   }
 

@@ -92,15 +92,21 @@ export class RunWorker {
    * predecessor after a container restart), or any lease that ran out — are marked failed with the reason
    * and queued once more.
    */
-  async recoverOrphans(isAlive: (pid: number) => boolean): Promise<number> {
+  async recoverOrphans(isAlive: (pid: number) => boolean, atStart: boolean): Promise<number> {
     let n = 0;
     for (const run of await store.orphanedRuns(this.d.db, `${os.hostname()}:`)) {
       if (this.active.has(run.id)) continue;
+      if (!atStart && run.leaseOwner === this.owner) continue;
       const owner = run.leaseOwner ?? '';
       const pid = Number(owner.slice(owner.lastIndexOf(':') + 1));
       const expired = run.leaseUntil !== null && run.leaseUntil < new Date().toISOString();
-      const mine = owner.startsWith(`${os.hostname()}:`) && (pid === process.pid || !isAlive(pid));
+      // This very pid is a predecessor's only at start (a container restarts with the same pid); later it is us.
+      const mine = owner.startsWith(`${os.hostname()}:`) && (pid === process.pid ? atStart : !isAlive(pid));
       if (!expired && !mine) continue;
+      // What the dead server's command left running must not go on writing into a run that is over.
+      if (owner.startsWith(`${os.hostname()}:`) && run.processGroup !== null) {
+        try { process.kill(-run.processGroup, 'SIGKILL'); } catch { /* already gone */ }
+      }
       await inTransaction(this.d.db, async (trx) => {
         const reason = `the server executing this run stopped (${owner || 'unknown'})${run.attempt === 1 ? '; queued again' : ''}`;
         if (!(await store.finishRun(trx, run.id, 'failed', reason, run.stages.map(endStage('failed'))))) return;
@@ -211,12 +217,13 @@ export class RunWorker {
       CAIRN_COMMIT: commit, CAIRN_RELEASE: run.release, CAIRN_OUTPUT_DIR: path.join(scratch, 'out'),
       ...(upstreamDir ? { CAIRN_UPSTREAM_DIR: upstreamDir } : {}) });
 
+    const started = (pgid: number) => { store.setProcessGroup(this.d.db, run.id, pgid).catch((err) => this.d.log.warn({ err }, 'recording a process group failed')); };
     let buildCommit = run.commit;
     let failure: string | null = null;
     if (def.adjust) {
       await stage('adjust', 'running');
       log.line(`adjust: ${def.adjust.run}`);
-      const r = await runCommand(def.adjust.run, { cwd: src, env: env(run.commit), timeoutMs: timeoutMs(def.adjust), log, signal });
+      const r = await runCommand(def.adjust.run, { cwd: src, env: env(run.commit), timeoutMs: timeoutMs(def.adjust), log, signal, started });
       if (r.cancelled) { await stage('adjust', 'cancelled'); throw new Cancelled(); }
       if (r.code !== 0) failure = `adjust ${describeExit(r, def.adjust.timeout_s)}`;
       else {
@@ -234,7 +241,7 @@ export class RunWorker {
     if (!failure) {
       await stage('build', 'running');
       log.line(`build: ${def.build.run}`);
-      const r = await runCommand(def.build.run, { cwd: src, env: env(buildCommit), timeoutMs: timeoutMs(def.build), log, signal });
+      const r = await runCommand(def.build.run, { cwd: src, env: env(buildCommit), timeoutMs: timeoutMs(def.build), log, signal, started });
       if (r.cancelled) { await stage('build', 'cancelled'); throw new Cancelled(); }
       if (r.code !== 0) failure = `build ${describeExit(r, def.build.timeout_s)}`;
       await stage('build', failure ? 'failed' : 'succeeded');

@@ -8,18 +8,18 @@ export type UpstreamRef = { repo: string; repo_id: number; release: string; buil
 export type Run = {
   id: number; repoId: number; ref: string; commit: string; release: string; trigger: RunTrigger; state: RunState;
   reason: string | null; stages: Stage[]; adjust: AdjustResult | null; upstream: UpstreamRef | null; buildDate: string | null;
-  attempt: number; cancelRequested: boolean; leaseOwner: string | null; leaseUntil: string | null;
+  attempt: number; cancelRequested: boolean; leaseOwner: string | null; leaseUntil: string | null; processGroup: number | null;
   createdAt: string; startedAt: string | null; finishedAt: string | null;
 };
 type RunRow = { id: number; repo_id: number; ref: string; commit: string; release: string; trigger: string; state: string;
   reason: string | null; stages: string; adjust: string | null; upstream: string | null; build_date: string | null; attempt: number;
-  cancel_requested: boolean | number; lease_owner: string | null; lease_until: string | null; created_at: string;
+  cancel_requested: boolean | number; lease_owner: string | null; lease_until: string | null; process_group: number | null; created_at: string;
   started_at: string | null; finished_at: string | null };
 const parse = <T>(s: string | null): T | null => (s === null ? null : JSON.parse(s) as T);
 const toRun = (r: RunRow): Run => ({ id: r.id, repoId: r.repo_id, ref: r.ref, commit: r.commit, release: r.release,
   trigger: r.trigger as RunTrigger, state: r.state as RunState, reason: r.reason, stages: JSON.parse(r.stages) as Stage[],
   adjust: parse(r.adjust), upstream: parse(r.upstream), buildDate: r.build_date, attempt: r.attempt,
-  cancelRequested: Boolean(r.cancel_requested), leaseOwner: r.lease_owner, leaseUntil: r.lease_until, createdAt: r.created_at,
+  cancelRequested: Boolean(r.cancel_requested), leaseOwner: r.lease_owner, leaseUntil: r.lease_until, processGroup: r.process_group, createdAt: r.created_at,
   startedAt: r.started_at, finishedAt: r.finished_at });
 
 export type NewRun = { repoId: number; ref: string; commit: string; release: string; trigger: RunTrigger; stages: string[];
@@ -102,8 +102,12 @@ export async function updateRun(db: Db, id: number, fields: Partial<{ stages: St
 /** Ends a run (only one that is still queued or running): true when this call ended it. */
 export async function finishRun(db: Db, id: number, state: 'succeeded' | 'failed' | 'cancelled', reason: string | null, stages?: Stage[]): Promise<boolean> {
   const n = await db('runs').where('id', id).whereIn('state', ['queued', 'running'])
-    .update({ state, reason, finished_at: now(), lease_owner: null, lease_until: null, ...(stages ? { stages: JSON.stringify(stages) } : {}) });
+    .update({ state, reason, finished_at: now(), lease_owner: null, lease_until: null, process_group: null, ...(stages ? { stages: JSON.stringify(stages) } : {}) });
   return n > 0;
+}
+
+export async function setProcessGroup(db: Db, id: number, pgid: number | null): Promise<void> {
+  await db('runs').where('id', id).update({ process_group: pgid });
 }
 
 export async function requestCancel(db: Db, id: number): Promise<void> {

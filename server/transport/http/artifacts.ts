@@ -50,9 +50,10 @@ export async function serveArtifacts(ctx: Context, deps: ApiDeps): Promise<void>
   }
   const { start, end } = range ?? { start: 0, end: found.size - 1 };
   if (range) { ctx.status = 206; ctx.set('Content-Range', `bytes ${start}-${end}/${found.size}`); } else ctx.status = 200;
-  ctx.length = found.size === 0 ? 0 : end - start + 1;
-  if (ctx.method === 'HEAD' || found.size === 0) { ctx.body = null; ctx.length = found.size === 0 ? 0 : end - start + 1; return; }
-  ctx.body = fs.createReadStream(found.path, { start, end });
+  const length = found.size === 0 ? 0 : end - start + 1;
+  // An empty body for HEAD (koa sends none anyway) keeps the status and the real length.
+  ctx.body = ctx.method === 'HEAD' || found.size === 0 ? Buffer.alloc(0) : fs.createReadStream(found.path, { start, end });
+  ctx.length = length;
 }
 
 const escapeHtml = (s: string): string => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);

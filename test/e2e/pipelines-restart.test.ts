@@ -1,0 +1,65 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { commit, git, must, startTestServer, TestServer, tmpDir, waitFor, workTree } from '../harness';
+
+describe('pipelines across a server kill', () => {
+  let server: TestServer;
+  const scratch = tmpDir('cairn-restart-');
+  const gate = path.join(scratch, 'gate');
+  const pidFile = path.join(scratch, 'pid');
+  before(async () => { server = await startTestServer({ CAIRN_WORKERS: '1' }); });
+  after(() => server.stop());
+
+  const runs = async (repo: string) => (await server.api('GET', `/api/v1/repos/${repo}/runs`, undefined, server.adminToken)).body as any[];
+
+  it('a run executing at SIGKILL is failed with the reason and queued once more; queued runs go on; events are not doubled', async () => {
+    for (const name of ['one', 'two']) {
+      await server.repo('acme', name);
+      const def = { triggers: { push: ['refs/heads/main'] },
+        build: { run: `echo $$ > ${JSON.stringify(pidFile)}.$CAIRN_REPO_NAME; while [ ! -e ${JSON.stringify(gate)} ]; do sleep 0.05; done; echo done > "$CAIRN_OUTPUT_DIR/x"`
+          .replace(/\$CAIRN_REPO_NAME/g, name) } };
+      assert.equal((await server.api('PUT', `/api/v1/repos/acme/${name}/pipeline`, def, server.adminToken)).status, 200);
+    }
+    const one = await workTree(server.url('acme/one', { user: 'admin', token: server.adminToken }));
+    const two = await workTree(server.url('acme/two', { user: 'admin', token: server.adminToken }));
+    const c1 = await commit(one, 'a', '1\n');
+    await must(git(one, 'push', '-q', 'origin', 'main'));
+    const running = await waitFor('run of one to start', async () => (await runs('acme/one')).find((r) => r.state === 'running'));
+    await waitFor('its command to start', async () => fs.existsSync(`${pidFile}.one`));
+    await commit(two, 'b', '1\n');
+    await must(git(two, 'push', '-q', 'origin', 'main'));
+    const waiting = await waitFor('run of two queued behind it (one worker)', async () => (await runs('acme/two')).find((r) => r.state === 'queued'));
+
+    await server.stop('SIGKILL');
+    const orphan = Number(fs.readFileSync(`${pidFile}.one`, 'utf8'));
+    assert.doesNotThrow(() => process.kill(orphan, 0), 'the build outlived the killed server');
+    fs.writeFileSync(gate, '');
+    await server.start();
+
+    await waitFor('the orphaned build to be killed', async () => { try { process.kill(orphan, 0); return false; } catch { return true; } });
+    const list = await waitFor('the retry to finish', async () => {
+      const l = await runs('acme/one');
+      return l.length === 2 && l[1].state === 'succeeded' ? l : null;
+    }, 30_000);
+    assert.equal(list[0].id, running.id);
+    assert.equal(list[0].state, 'failed');
+    assert.match(list[0].reason, /server executing this run stopped.*queued again/);
+    assert.deepEqual([list[1].commit, list[1].attempt, list[1].trigger], [c1, 2, 'push']);
+    const second = await waitFor('the queued run of two to run', async () => {
+      const r = (await runs('acme/two')).find((x) => x.id === waiting.id);
+      return r.state === 'succeeded' ? r : null;
+    }, 30_000);
+    assert.equal(second.attempt, 1);
+
+    const events = (await server.api('GET', '/api/v1/events?limit=1000', undefined, server.adminToken)).body as any[];
+    const states = (id: number) => events.filter((e) => e.run_id === id && e.event === 'run.state_changed').map((e) => e.state);
+    assert.deepEqual(states(running.id), ['queued', 'running', 'failed']);
+    assert.deepEqual(states(list[1].id), ['queued', 'running', 'succeeded']);
+    assert.deepEqual(states(waiting.id), ['queued', 'running', 'succeeded']);
+    assert.equal(events.filter((e) => e.event === 'build.published').length, 2);
+    const ids = events.map((e) => e.id);
+    assert.equal(new Set(ids).size, ids.length);
+  });
+});
