@@ -4,6 +4,7 @@ import path from 'node:path';
 import { commit, git, gitEnvRun, must, run, sshCommand, sshKeyPair, startTestServer, TestServer, tmpDir } from '../test/harness';
 import { ensureSshd, startSshd } from './sshd';
 import { ensureInstalled, startReference } from './reference';
+import { pipelineBench } from './pipelines';
 
 // npm run bench: Cairn side by side with git http-backend (nginx + fcgiwrap) in one run, on the same
 // fixtures and the same git client. Ratios matter; absolute figures move with the machine.
@@ -109,6 +110,8 @@ async function main(): Promise<void> {
   const rss = rssSampler(cairn.child!.pid!);
   await runConcurrent(httpTargets, CONCURRENT, http);
   const cairnRss = rss.stop();
+  process.stderr.write('bench: pipelines\n');
+  const pipelines = await pipelineBench(cairn, refRoot, (r) => reference.pushUrl(r), ROUNDS);
   reference.stop();
 
   // SSH: Cairn's embedded server against OpenSSH sshd + git-shell, on the same repositories.
@@ -145,6 +148,7 @@ async function main(): Promise<void> {
     `Cairn server RSS (node process) during the ${CONCURRENT} concurrent clones: max ${cairnRss.toFixed(0)} MB.`,
     '', 'SSH:', '', ...table(ssh, 'sshd + git-shell'), '',
     `Cairn server CPU per new SSH connection (key exchange, public-key auth, one \`info\`): ${cpuPerConnection.toFixed(1)} ms.`,
+    '', ...pipelines.lines,
   ];
   process.stdout.write(lines.join('\n') + '\n');
   fs.rmSync(work, { recursive: true, force: true });
