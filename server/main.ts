@@ -48,6 +48,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     repoDir: (repo) => repoPath(config.reposDir, repo.tenantName, repo.name), workers: config.workers, logMaxBytes: config.runLogMaxBytes,
     retentionIntervalMs: config.retentionIntervalMs, publicUrl,
     writeRefs: (repo, updates) => hooks.writeRefs({ userName: 'cairn', userId: null, transport: 'internal' }, repo, updates) }, isProcessAlive);
+  hooks.onAccepted = () => { pipelines.nudge(); webhooks.nudge(); };
   const app = createHttpApp({ config, db, log, signingKey, secrets, gitEnv, hooks, pipelines, publicUrl, sshPort: () => ssh.port });
   const server: http.Server = await listenHttp(app, config.httpPort, config.bind);
   httpPort = (server.address() as net.AddressInfo).port;

@@ -10,6 +10,7 @@ const MAX_ATTEMPTS = 9;
 const MAX_DELAY_MS = 3600_000;
 const TIMEOUT_MS = 10_000;
 const TICK_MS = 250;
+const BATCH = 16;
 
 /**
  * Standard Webhooks signing: `v1,` and the base64 HMAC-SHA256 of `id.timestamp.body`. A `whsec_` secret is
@@ -31,6 +32,7 @@ export const retryDelayMs = (attempts: number, baseMs: number): number => Math.m
 export class WebhookWorker {
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
+  private again = false;
   private stopped = false;
 
   /** This process, as a lease owner: `host:pid`. */
@@ -52,13 +54,24 @@ export class WebhookWorker {
     return n;
   }
 
-  start(): void {
-    const loop = () => {
-      if (this.stopped) return;
-      this.running = this.tick().catch((err) => this.log.error({ err }, 'webhook worker tick failed'))
-        .finally(() => { if (!this.stopped) this.timer = setTimeout(loop, TICK_MS); });
-    };
-    loop();
+  start(): void { this.loop(); }
+
+  /** New events were just written here: look now instead of at the next tick. */
+  nudge(): void {
+    if (this.running) { this.again = true; return; }
+    this.loop();
+  }
+
+  private loop(): void {
+    if (this.stopped) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.running = this.tick().catch((err) => { this.log.error({ err }, 'webhook worker tick failed'); return false; })
+      .then((busy) => {
+        this.running = null;
+        if (this.stopped) return;
+        // A full batch means a backlog: keep going at once rather than at the tick.
+        if (busy || this.again) { this.again = false; this.loop(); } else this.timer = setTimeout(() => this.loop(), TICK_MS);
+      });
   }
 
   async stop(): Promise<void> {
@@ -67,10 +80,12 @@ export class WebhookWorker {
     await this.running;
   }
 
-  private async tick(): Promise<void> {
+  /** One round: queue new events, send what is due. True when it found a full batch (more may be waiting). */
+  private async tick(): Promise<boolean> {
     for (const hook of await store.activeWebhooks(this.db)) await this.fanOut(hook);
-    const due = await store.claimDueDeliveries(this.db, 16, TIMEOUT_MS * 3, this.owner);
+    const due = await store.claimDueDeliveries(this.db, BATCH, TIMEOUT_MS * 3, this.owner);
     await Promise.all(due.map((d) => this.send(d)));
+    return due.length === BATCH;
   }
 
   private async fanOut(hook: Webhook): Promise<void> {

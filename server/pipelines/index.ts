@@ -19,6 +19,7 @@ export class Pipelines {
   private readonly timers: NodeJS.Timeout[] = [];
   private stopped = false;
   private busy = new Set<Promise<unknown>>();
+  private consumeNow: () => void = () => undefined;
 
   constructor(private readonly d: PipelineDeps & { retentionIntervalMs: number }, private readonly isAlive: (pid: number) => boolean) {
     this.worker = new RunWorker(d);
@@ -29,11 +30,14 @@ export class Pipelines {
     const recovered = await this.worker.recoverOrphans(this.isAlive, true);
     if (recovered > 0) this.d.log.warn({ recovered }, 'runs left executing by a stopped server were marked failed and queued again');
     this.worker.start();
-    this.every(CONSUME_MS, async () => { while (!this.stopped && (await this.triggers.consume())); }, 'trigger');
+    this.consumeNow = this.every(CONSUME_MS, async () => { while (!this.stopped && (await this.triggers.consume())); }, 'trigger');
     this.every(SCHEDULE_MS, () => this.triggers.fireSchedules(), 'schedule');
     this.every(10_000, () => this.worker.recoverOrphans(this.isAlive, false), 'orphan sweep');
     this.every(this.d.retentionIntervalMs, () => enforceRetention(this.d.db, this.d.artifactsDir, this.d.log), 'retention');
   }
+
+  /** New events were just written here (an accepted push): read them without waiting for the next poll. */
+  nudge(): void { this.consumeNow(); }
 
   /** A run was just queued here (a manual run): start it without waiting for the next poll. */
   wake(): void { this.worker.wake(); }
@@ -47,18 +51,26 @@ export class Pipelines {
     await this.worker.stop();
   }
 
-  /** A periodic job that never overlaps itself and never dies of one failure. */
-  private every(ms: number, job: () => Promise<unknown>, what: string): void {
+  /**
+   * A periodic job that never overlaps itself and never dies of one failure. The function it returns runs
+   * the job now (or right after the current run), then the period starts again.
+   */
+  private every(ms: number, job: () => Promise<unknown>, what: string): () => void {
     const slot = this.timers.length;
+    let running = false; let again = false;
     const loop = () => {
       if (this.stopped) return;
+      clearTimeout(this.timers[slot]);
+      running = true;
       const p = job().catch((err) => this.d.log.error({ err }, `${what} failed`)).finally(() => {
         this.busy.delete(p);
-        if (!this.stopped) this.timers[slot] = setTimeout(loop, ms);
+        running = false;
+        if (this.stopped) return;
+        if (again) { again = false; loop(); } else this.timers[slot] = setTimeout(loop, ms);
       });
       this.busy.add(p);
     };
     this.timers.push(setTimeout(loop, 0));
+    return () => { if (running) again = true; else loop(); };
   }
 }
-

@@ -41,6 +41,8 @@ export class HookServer {
   private readonly activePushIds = new Set<number>();
   private server: net.Server | null = null;
   port = 0;
+  /** Told after each push lands in the ledger (its event is committed): consumers read it now, not at their next poll. */
+  onAccepted: () => void = () => undefined;
 
   constructor(private readonly db: Knex, private readonly gitEnv: NodeJS.ProcessEnv, private readonly reposDir: string,
     private readonly log: Logger) {}
@@ -93,6 +95,7 @@ export class HookServer {
     const started = process.hrtime.bigint();
     const { outcome, seq, push, diskRefs: disk } = await settlePush(this.db, pushId, (refs) => currentRefs(this.gitEnv, repoPath, refs));
     if (outcome === 'accepted' && push) {
+      this.onAccepted();
       metrics.pushesAccepted.inc({ transport: push.transport });
       const created = push.updates.filter((u) => u.ref.startsWith('refs/heads/') && disk.get(u.ref) === u.newId && /^0{40}$/.test(u.oldId));
       await adoptDefaultBranch(this.gitEnv, repoPath, created.map((u) => u.ref));

@@ -97,7 +97,8 @@ export function openApiDocument(serverUrl: string): Record<string, unknown> {
     (paths[r.path] ??= {})[r.method] = {
       summary: r.summary, description: `Access: ${r.access}.`, operationId: `${r.method}${r.path.replace(/[{}]/g, '').replace(/\/(\w)/g, (_, c: string) => c.toUpperCase()).replace(/[^A-Za-z]/g, '')}`,
       parameters: params,
-      ...(r.body ? { requestBody: { required: true, content: { 'application/json': { schema: r.body } } } } : {}),
+      ...(r.body ? { requestBody: { required: true, content: { 'application/json': { schema: r.body },
+        ...(r.yaml ? { 'application/yaml': { schema: r.body } } : {}) } } } : {}),
       responses,
     };
   }

@@ -98,7 +98,7 @@ const repoParams = '/repos/{tenant}/{repo}';
 export const pipelineRoutes: Route[] = [
   {
     method: 'put', path: `${repoParams}/pipeline`, summary: 'Set the repository\'s pipeline (JSON, or YAML as application/yaml); checked on save',
-    access: 'repo admins', body: definitionSchema,
+    access: 'repo admins', body: definitionSchema, yaml: true,
     responses: { 200: { description: 'the saved definition', schema: definitionSchema } },
     handler: async ({ params, body, principal, deps }) => {
       const { repo } = await requireRepoRole(deps.db, principal, params.tenant, params.repo, 'admin');

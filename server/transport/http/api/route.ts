@@ -42,6 +42,8 @@ export type Route = {
   /** Who may call it, in words, for the document. */
   access: string;
   body?: JsonSchema;
+  /** The body may also come as YAML (`application/yaml`). */
+  yaml?: boolean;
   paged?: boolean;
   responses: Record<number, { description: string; schema?: JsonSchema }>;
   handler: (req: ApiRequest) => Promise<ApiResponse>;
