@@ -62,4 +62,30 @@ describe('pipelines across a server kill', () => {
     const ids = events.map((e) => e.id);
     assert.equal(new Set(ids).size, ids.length);
   });
+
+  it('a push whose server is killed right after it is recorded triggers exactly one run', async () => {
+    await server.repo('acme', 'kill');
+    assert.equal((await server.api('PUT', '/api/v1/repos/acme/kill/pipeline', { triggers: { push: ['refs/heads/*'] },
+      build: { run: 'true' } }, server.adminToken)).status, 200);
+    const work = await workTree(server.url('acme/kill', { user: 'admin', token: server.adminToken }));
+    const pushed: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      pushed.push(await commit(work, 'k', `${i}\n`));
+      // The port changes with each restart: push to the server's URL of the moment.
+      await must(git(work, 'push', '-q', server.url('acme/kill', { user: 'admin', token: server.adminToken }), `HEAD:refs/heads/b${i}`));
+      // Killed before, during or after the trigger read the push: whichever, one run per push.
+      await new Promise((r) => setTimeout(r, i * 40));
+      await server.stop('SIGKILL');
+      await server.start();
+    }
+    const all = await waitFor('every run to finish', async () => {
+      const l = await runs('acme/kill');
+      return l.length >= 4 && l.every((r) => r.state === 'succeeded') ? l : null;
+    }, 30_000);
+    await new Promise((r) => setTimeout(r, 500));
+    const final = await runs('acme/kill');
+    assert.deepEqual(final.filter((r) => r.attempt === 1).map((r) => r.ref).sort(), ['refs/heads/b0', 'refs/heads/b1', 'refs/heads/b2', 'refs/heads/b3']);
+    assert.deepEqual(final.filter((r) => r.attempt === 1).map((r) => r.commit).sort(), [...pushed].sort());
+    assert.ok(all.length <= final.length);
+  });
 });

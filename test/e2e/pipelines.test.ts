@@ -250,6 +250,23 @@ describe('pipelines: definitions, triggers, runs', () => {
     assert.match(text, /log capped at 100000 bytes: \d+ more bytes were dropped/);
   });
 
+  it('a pool of CAIRN_WORKERS runs at once; the next waits for a free worker', async () => {
+    const gate = path.join(scratch, 'pool-gate');
+    const def = { triggers: { push: ['refs/heads/main'] }, build: { run: `while [ ! -e ${JSON.stringify(gate)} ]; do sleep 0.05; done` } };
+    const works = [];
+    for (const name of ['p1', 'p2', 'p3']) works.push(await setup(name, def));
+    for (const work of works) await must(git(work, 'push', '-q', 'origin', 'main'));
+    const states = async () => Promise.all(['p1', 'p2', 'p3'].map(async (n) => (await runs(`acme/${n}`))[0]?.state));
+    const seen = await waitFor('two running, one waiting', async () => {
+      const s = await states();
+      return s.filter((x) => x === 'running').length === 2 && s.filter((x) => x === 'queued').length === 1 ? s : null;
+    });
+    await new Promise((r) => setTimeout(r, 700));
+    assert.deepEqual((await states()).sort(), [...seen].sort(), 'the third run waits while both workers are busy');
+    fs.writeFileSync(gate, '');
+    await waitFor('all three to finish', async () => (await states()).every((x) => x === 'succeeded'), 30_000);
+  });
+
   it('runs of one repo are private to its readers; the log and cancel need access', async () => {
     await server.repo('acme', 'secret');
     const writer = await server.user('sam');
