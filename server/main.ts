@@ -13,6 +13,9 @@ import { HookServer } from './transport/hook';
 import { createHttpApp, listenHttp } from './transport/http';
 import { startSsh } from './transport/ssh';
 import { Pipelines } from './pipelines';
+import { ComposeWorker } from './composes';
+import type { ComposeDeps } from './composes';
+import { repoRole, ANONYMOUS } from './auth';
 import os from 'node:os';
 
 export type RunningServer = { httpPort: number; sshPort: number; stop(): Promise<void> };
@@ -48,11 +51,20 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     repoDir: (repo) => repoPath(config.reposDir, repo.tenantName, repo.name), workers: config.workers, logMaxBytes: config.runLogMaxBytes,
     retentionIntervalMs: config.retentionIntervalMs, publicUrl,
     writeRefs: (repo, updates) => hooks.writeRefs({ userName: 'cairn', userId: null, transport: 'internal' }, repo, updates) }, isProcessAlive);
+  const composeDeps: ComposeDeps = { db, log: log.child({ mod: 'composes' }), gitEnv, artifactsDir: config.artifactsDir, composesDir: config.composesDir,
+    repoDir: (repo) => repoPath(config.reposDir, repo.tenantName, repo.name), publicUrl, workers: config.composeWorkers,
+    defaultTtl: config.composeDefaultTtl, maxTtl: config.composeMaxTtl,
+    canRead: async (userName, repo) => {
+      const user = await store.findUserByName(db, userName);
+      return (await repoRole(db, user ? { kind: 'user', user } : ANONYMOUS, repo)) !== 'none';
+    } };
+  const composes = new ComposeWorker(composeDeps, isProcessAlive);
   hooks.onAccepted = () => { pipelines.nudge(); webhooks.nudge(); };
-  const app = createHttpApp({ config, db, log, signingKey, secrets, gitEnv, hooks, pipelines, publicUrl, sshPort: () => ssh.port });
+  const app = createHttpApp({ config, db, log, signingKey, secrets, gitEnv, hooks, pipelines, composes, composeDeps, publicUrl, sshPort: () => ssh.port });
   const server: http.Server = await listenHttp(app, config.httpPort, config.bind);
   httpPort = (server.address() as net.AddressInfo).port;
   await pipelines.start();
+  await composes.start();
   log.info({ http_port: httpPort, ssh_port: ssh.port, hook_port: hooks.port, bind: config.bind, data_dir: config.dataDir },
     `cairn listening: http on ${config.bind}:${httpPort}, ssh on ${config.bind}:${ssh.port}`);
 
@@ -63,6 +75,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       await new Promise<void>((resolve) => { server.close(() => resolve()); server.closeIdleConnections(); });
       await ssh.close();
       await pipelines.stop();
+      await composes.stop();
       await webhooks.stop();
       await hooks.close();
       await db.destroy();

@@ -24,6 +24,13 @@ export type Config = Readonly<{
   /** How often builds past their retention are removed. */
   retentionIntervalMs: number;
   artifactsDir: string;
+  composesDir: string;
+  composeDefaultTtl: number;
+  composeMaxTtl: number;
+  /** Who may create composes of which source types, besides admins: users by name, groups by tenant membership. */
+  composeAllowedClients: { users: Record<string, string[]>; groups: Record<string, string[]> };
+  /** Composes this process generates at once; the rest wait. */
+  composeWorkers: number;
 }>;
 
 export type ConfigFlags = Partial<Record<'dataDir' | 'httpPort' | 'sshPort' | 'bind' | 'publicUrl' |
@@ -43,6 +50,22 @@ function positive(name: string, value: string): number {
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n <= 0) throw new ConfigError(`${name} must be a positive integer, got "${value}"`);
   return n;
+}
+
+function allowedClients(text: string): Config['composeAllowedClients'] {
+  let parsed: unknown;
+  try { parsed = JSON.parse(text); } catch { throw new ConfigError('CAIRN_COMPOSE_ALLOWED_CLIENTS must be JSON: {"users": {NAME: [TYPES]}, "groups": {...}}'); }
+  const out = { users: {} as Record<string, string[]>, groups: {} as Record<string, string[]> };
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new ConfigError('CAIRN_COMPOSE_ALLOWED_CLIENTS must be a JSON object');
+  for (const [kind, entries] of Object.entries(parsed as Record<string, unknown>)) {
+    if (kind !== 'users' && kind !== 'groups') throw new ConfigError(`CAIRN_COMPOSE_ALLOWED_CLIENTS: unknown key "${kind}" (users, groups)`);
+    if (typeof entries !== 'object' || entries === null) throw new ConfigError(`CAIRN_COMPOSE_ALLOWED_CLIENTS.${kind} must be an object`);
+    for (const [name, types] of Object.entries(entries as Record<string, unknown>)) {
+      if (!Array.isArray(types) || !types.every((t) => typeof t === 'string')) throw new ConfigError(`CAIRN_COMPOSE_ALLOWED_CLIENTS.${kind}.${name} must be a list of source types`);
+      out[kind][name] = types as string[];
+    }
+  }
+  return out;
 }
 
 /** Flags win over the environment, which wins over the contract's defaults. */
@@ -77,5 +100,10 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: ConfigFlags = {}): Con
     runLogMaxBytes: positive('CAIRN_RUN_LOG_MAX_BYTES', env.CAIRN_RUN_LOG_MAX_BYTES || String(16 * 1024 * 1024)),
     retentionIntervalMs: positive('CAIRN_RETENTION_INTERVAL_S', env.CAIRN_RETENTION_INTERVAL_S || '3600') * 1000,
     artifactsDir: path.join(dataDir, 'artifacts'),
+    composesDir: path.join(dataDir, 'composes'),
+    composeDefaultTtl: positive('CAIRN_COMPOSE_DEFAULT_TTL', env.CAIRN_COMPOSE_DEFAULT_TTL || '86400'),
+    composeMaxTtl: positive('CAIRN_COMPOSE_MAX_TTL', env.CAIRN_COMPOSE_MAX_TTL || '259200'),
+    composeAllowedClients: allowedClients(env.CAIRN_COMPOSE_ALLOWED_CLIENTS || '{}'),
+    composeWorkers: positive('CAIRN_COMPOSE_WORKERS', env.CAIRN_COMPOSE_WORKERS || '2'),
   });
 }

@@ -72,3 +72,14 @@ export const now = (): string => new Date().toISOString().replace(/\.\d{3}Z$/, '
 
 /** A moment `offsetMs` from now with milliseconds: for leases and schedules, compared as strings. */
 export const instant = (offsetMs = 0): string => new Date(Date.now() + offsetMs).toISOString();
+
+/**
+ * The ids a claim query selects, locked for the caller's transaction; on PostgreSQL rows another
+ * transaction holds are skipped (FOR UPDATE SKIP LOCKED). Two steps on purpose: an UPDATE … WHERE id IN
+ * (SELECT … LIMIT n FOR UPDATE SKIP LOCKED) may run its subquery more than once and claim more than n rows.
+ * SQLite has one writer: the transaction alone makes the claim exclusive.
+ */
+export async function lockedIds(db: Db, query: Knex.QueryBuilder): Promise<number[]> {
+  if (db.client.config.client === 'pg') query.forUpdate().skipLocked();
+  return (await query).map((r: { id: number }) => r.id);
+}

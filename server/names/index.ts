@@ -3,7 +3,7 @@ export const NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$';
 const NAME_RE = new RegExp(NAME_PATTERN);
 
 /** Top-level URL segments Cairn serves itself; a tenant with one of these names would be unreachable. */
-const RESERVED_TENANTS = new Set(['api', 'artifacts', 'repour', 'healthz', 'metrics', 'openapi.json']);
+const RESERVED_TENANTS = new Set(['api', 'artifacts', 'composes', 'repour', 'healthz', 'metrics', 'openapi.json']);
 
 /** Returns why `name` is not acceptable, or null when it is. */
 export function nameProblem(kind: 'tenant' | 'user' | 'repo', name: string): string | null {

@@ -5,8 +5,14 @@ type EventRow = { id: number; repo_id: number; seq: number; type: string; data: 
 const toEvent = (r: EventRow): StoredEvent =>
   ({ id: r.id, repoId: r.repo_id, seq: r.seq, type: r.type, data: JSON.parse(r.data) as Record<string, unknown>, at: r.at });
 
+const EVENTS_LOCK = 0x6361697276; // "cairv": any constant that no other advisory lock in this database uses
+
 /** Appends to a repository's events; call inside the transaction that makes the change the event reports. */
 export async function insertEvent(db: Db, repoId: number, type: string, data: Record<string, unknown>, at: string): Promise<StoredEvent> {
+  // PostgreSQL: one event-writing transaction at a time from here to its commit. Ids are then committed in
+  // order (a consumer that read id N never later finds a smaller one appear) and `seq` cannot be taken twice.
+  // SQLite has one writer already.
+  if (db.client.config.client === 'pg') await db.raw('SELECT pg_advisory_xact_lock(?)', [EVENTS_LOCK]);
   const last = await db<EventRow>('events').where('repo_id', repoId).max<{ seq: number | null }>('seq as seq').first();
   const seq = (last?.seq ?? 0) + 1;
   const [row] = await db('events').insert({ repo_id: repoId, seq, type, data: JSON.stringify(data), at }).returning('id');

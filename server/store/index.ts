@@ -10,3 +10,4 @@ export * from './events';
 export * from './webhooks';
 export * from './pipelines';
 export * from './runs';
+export * from './composes';

@@ -40,3 +40,9 @@ export async function findRole(db: Db, scope: Scope, userId: number): Promise<Ro
   const row = await db(table(scope)).where({ [column(scope)]: scope.id, user_id: userId }).first('role');
   return row ? (row.role as Role) : null;
 }
+
+/** The names of the tenants a user holds a role in: their "groups", where a group is what a rule names. */
+export async function tenantsOfUser(db: Db, userId: number): Promise<string[]> {
+  return (await db('tenant_members').join('tenants', 'tenants.id', 'tenant_members.tenant_id').where('tenant_members.user_id', userId)
+    .select('tenants.name')).map((r: { name: string }) => r.name);
+}

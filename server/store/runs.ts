@@ -1,4 +1,4 @@
-import { Db, instant, isUniqueViolation, now } from '../db';
+import { Db, instant, isUniqueViolation, lockedIds, now } from '../db';
 
 export type RunState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 export type RunTrigger = 'push' | 'manual' | 'schedule' | 'upstream' | 'repo_created';
@@ -72,12 +72,12 @@ export async function listRuns(db: Db, repoId: number, afterId: number, limit: n
  * PostgreSQL skips rows another replica is claiming; the unique index on running runs settles any race.
  */
 export async function claimRun(db: Db, owner: string, leaseMs: number): Promise<Run | null> {
-  const candidates = db('runs as q').select('q.id').where('q.state', 'queued')
+  const ids = await lockedIds(db, db('runs as q').select('q.id').where('q.state', 'queued')
     .whereNotExists(db('runs as r').select(db.raw('1')).whereRaw('r.repo_id = q.repo_id').andWhereRaw('r.release = q.release').andWhere('r.state', 'running'))
-    .orderBy('q.id').limit(1);
-  if (db.client.config.client === 'pg') candidates.forUpdate().skipLocked();
+    .orderBy('q.id').limit(1));
+  if (ids.length === 0) return null;
   try {
-    const rows = await db('runs').whereIn('id', candidates).andWhere('state', 'queued')
+    const rows = await db('runs').whereIn('id', ids).andWhere('state', 'queued')
       .update({ state: 'running', lease_owner: owner, lease_until: instant(leaseMs), started_at: now() }).returning('*');
     return rows.length > 0 ? toRun(rows[0] as RunRow) : null;
   } catch (err) {

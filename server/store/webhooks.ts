@@ -1,4 +1,4 @@
-import { Db, instant, Knex, now } from '../db';
+import { Db, instant, Knex, lockedIds, now } from '../db';
 
 // Delivery times carry milliseconds (`instant`, one format throughout, so they compare as strings): retries start at 50 ms in tests.
 
@@ -65,14 +65,16 @@ export async function queueDeliveries(db: Db, webhookId: number, eventIds: numbe
 export async function claimDueDeliveries(db: Knex, limit: number, leaseMs: number, owner: string): Promise<Delivery[]> {
   const at = instant();
   const leaseUntil = instant(leaseMs);
-  const due = db('webhook_deliveries').select('id')
-    .where((w) => w.where('state', 'pending').andWhere('next_attempt_at', '<=', at))
-    .orWhere((w) => w.where('state', 'sending').andWhere('lease_until', '<', at))
-    .orderBy('id').limit(limit);
-  if (db.client.config.client === 'pg') due.forUpdate().skipLocked();
-  const rows = await db('webhook_deliveries').whereIn('id', due)
-    .update({ state: 'sending', lease_until: leaseUntil, lease_owner: owner, attempts: db.raw('attempts + 1') }).returning('*');
-  return (rows as DeliveryRow[]).map(toDelivery);
+  return db.transaction(async (trx) => {
+    const ids = await lockedIds(trx, trx('webhook_deliveries').select('id')
+      .where((w) => w.where('state', 'pending').andWhere('next_attempt_at', '<=', at))
+      .orWhere((w) => w.where('state', 'sending').andWhere('lease_until', '<', at))
+      .orderBy('id').limit(limit));
+    if (ids.length === 0) return [];
+    const rows = await trx('webhook_deliveries').whereIn('id', ids)
+      .update({ state: 'sending', lease_until: leaseUntil, lease_owner: owner, attempts: trx.raw('attempts + 1') }).returning('*');
+    return (rows as DeliveryRow[]).map(toDelivery);
+  });
 }
 
 export async function finishDelivery(db: Db, id: number, outcome: { state: 'succeeded' | 'failed' | 'pending'; retryInMs?: number }): Promise<void> {

@@ -15,26 +15,41 @@ const TEXT_FILES = /(^|\/)(CONTEXT|result|SHA256SUMS|latest_build)$|\.(log|txt)$
  * listings are HTML, or JSON for `Accept: application/json`; files support Range and carry their sha256.
  */
 export async function serveArtifacts(ctx: Context, deps: ApiDeps): Promise<void> {
-  if (ctx.method !== 'GET' && ctx.method !== 'HEAD') throw new CairnError('method_not_allowed', `${ctx.method} is not allowed here`, { Allow: 'GET, HEAD' });
-  const rawPath = ctx.path.slice(ARTIFACTS_PREFIX.length);
-  const trailing = rawPath === '' || rawPath.endsWith('/');
-  const segments = decodeSegments(rawPath.split('/').filter((seg, i, all) => !(seg === '' && i === all.length - 1)));
-  if (!segments || segments.length < 2) throw new CairnError('not_found', 'no such artifact');
+  const { segments, trailing } = treePath(ctx, ARTIFACTS_PREFIX);
+  if (segments.length < 2) throw new CairnError('not_found', 'no such artifact');
   const principal = await principalFromHeader(deps.db, deps.signingKey, ctx.get('authorization') || undefined);
   const { repo } = await requireRepoRole(deps.db, principal, segments[0], segments[1], 'read');
   const root = releaseDir(deps.config.artifactsDir, repo.tenantName, repo.name, '');
-  const found = findArtifact(root, segments.slice(2));
-  if (!found) throw new CairnError('not_found', 'no such artifact');
+  serveTree(ctx, root, segments.slice(2), `/artifacts/${segments.join('/')}`, trailing);
+}
+
+/** GET or HEAD of `PREFIX/a/b/…`: the decoded segments, or 404 when one could not name anything in a tree. */
+export function treePath(ctx: Context, prefix: string): { segments: string[]; trailing: boolean } {
+  if (ctx.method !== 'GET' && ctx.method !== 'HEAD') throw new CairnError('method_not_allowed', `${ctx.method} is not allowed here`, { Allow: 'GET, HEAD' });
+  const rawPath = ctx.path.slice(prefix.length);
+  const segments = decodeSegments(rawPath.split('/').filter((seg, i, all) => !(seg === '' && i === all.length - 1)));
+  if (!segments) throw new CairnError('not_found', 'no such file');
+  return { segments, trailing: rawPath === '' || rawPath.endsWith('/') };
+}
+
+/**
+ * Answers for a path inside a tree on disk (the artifact tree of a repo, a compose): a listing for a
+ * directory, the file (with Range, sha256) for a file; nothing that resolves outside `root`.
+ */
+export function serveTree(ctx: Context, root: string, segments: string[], shownPath: string, trailing: boolean): void {
+  const found = findArtifact(root, segments);
+  if (!found) throw new CairnError('not_found', 'no such file');
   ctx.set('Cache-Control', 'no-cache');
   if (found.kind === 'dir') {
     if (!trailing) { ctx.status = 301; ctx.redirect(`${ctx.path}/`); return; }
     const wantsJson = (ctx.get('accept') ?? '').includes('application/json');
-    if (wantsJson) { ctx.body = { path: `/${segments.join('/')}/`, entries: found.entries }; return; }
+    const title = `${shownPath.replace(/\/+$/, '')}/`;
+    if (wantsJson) { ctx.body = { path: title, entries: found.entries }; return; }
     ctx.type = 'text/html; charset=utf-8';
-    ctx.body = listingHtml(`/${segments.map(escapeHtml).join('/')}/`, found.entries);
+    ctx.body = listingHtml(title.split('/').map(escapeHtml).join('/'), found.entries);
     return;
   }
-  if (trailing) throw new CairnError('not_found', 'no such artifact');
+  if (trailing) throw new CairnError('not_found', 'no such file');
   ctx.set('Accept-Ranges', 'bytes');
   ctx.set('Last-Modified', found.mtime.toUTCString());
   if (found.sha256) {

@@ -6,6 +6,7 @@ import { apiRouter, API_PREFIX } from './api';
 import type { ApiDeps } from './api';
 import { matchGitPath, serveGitHttp } from './git';
 import { ARTIFACTS_PREFIX, serveArtifacts } from './artifacts';
+import { COMPOSES_PREFIX, ODCS_PREFIX, serveComposeFiles, serveOdcs } from './odcs';
 
 export type { ApiDeps } from './api';
 export { openApiDocument, routes, API_PREFIX } from './api';
@@ -18,7 +19,7 @@ export function createHttpApp(deps: ApiDeps): Koa {
 
   app.use(async (ctx, next) => {
     const started = process.hrtime.bigint();
-    const kind = ctx.path.startsWith(API_PREFIX) ? 'api' : ctx.path.startsWith(ARTIFACTS_PREFIX) ? 'artifacts' : matchGitPath(ctx.path) ? 'git' : 'other';
+    const kind = ctx.path.startsWith(API_PREFIX) ? 'api' : ctx.path.startsWith(ARTIFACTS_PREFIX) ? 'artifacts' : ctx.path.startsWith(ODCS_PREFIX) ? 'odcs' : matchGitPath(ctx.path) ? 'git' : 'other';
     try {
       await next();
     } catch (err) {
@@ -43,6 +44,8 @@ export function createHttpApp(deps: ApiDeps): Koa {
       return;
     }
     if (ctx.path.startsWith(ARTIFACTS_PREFIX)) return serveArtifacts(ctx, deps);
+    if (ctx.path.startsWith(ODCS_PREFIX)) return serveOdcs(ctx, deps, deps.composeDeps);
+    if (ctx.path.startsWith(COMPOSES_PREFIX)) return serveComposeFiles(ctx, deps);
     const gitPath = matchGitPath(ctx.path);
     if (gitPath) return serveGitHttp(ctx, deps, gitPath);
     return next();

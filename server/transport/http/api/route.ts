@@ -5,6 +5,7 @@ import type { Logger } from '../../../log';
 import type { Principal, SecretBox } from '../../../auth';
 import type { HookServer } from '../../hook';
 import type { Pipelines } from '../../../pipelines';
+import type { ComposeWorker, ComposeDeps } from '../../../composes';
 
 /** What every route handler is handed: wiring is explicit, there are no globals. */
 export type ApiDeps = {
@@ -16,6 +17,8 @@ export type ApiDeps = {
   gitEnv: NodeJS.ProcessEnv;
   hooks: HookServer;
   pipelines: Pipelines;
+  composes: ComposeWorker;
+  composeDeps: ComposeDeps;
   /** The base of URLs the API returns: CAIRN_PUBLIC_URL, or the bound address. */
   publicUrl: () => string;
   sshPort: () => number;

@@ -1,0 +1,199 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { inTransaction, Knex, now } from '../db';
+import type { Logger } from '../log';
+import * as store from '../store';
+import type { Compose, ComposeState } from '../store';
+import { appendEvent } from '../events';
+import { materialize, PinDeps, PinError, pinsKey, resolvePins } from './generate';
+
+export type ComposeDeps = PinDeps & { log: Logger; publicUrl: () => string; workers: number; defaultTtl: number; maxTtl: number };
+
+export const STATE_CODES: Record<ComposeState, number> = { wait: 0, generating: 1, done: 2, removed: 3, failed: 4 };
+
+/** ODCS's JSON for a compose, with Cairn's pins; `toplevel_url` names the compose whose files it uses. */
+export function composeJson(publicUrl: string, c: Compose): Record<string, unknown> {
+  return { id: c.id, owner: c.owner, source_type: c.sourceType, source: c.source, state: STATE_CODES[c.state], state_name: c.state,
+    state_reason: c.stateReason, time_to_expire: c.timeToExpire, time_submitted: c.timeSubmitted, time_started: c.timeStarted,
+    time_done: c.timeDone, time_removed: c.timeRemoved, removed_by: c.removedBy, flags: c.flags, label: c.label,
+    seconds_to_live: c.secondsToLive, pins: c.pins,
+    toplevel_url: c.state === 'done' ? `${publicUrl}/composes/odcs-${c.reusedId ?? c.id}/` : null };
+}
+
+/** Writes a state change and its `compose.state_changed` event (one per repository it draws on), in one transaction. */
+export async function transition(trx: Knex.Transaction, d: ComposeDeps, id: number, to: ComposeState, reason: string,
+  extra: Parameters<typeof store.updateCompose>[2] = {}): Promise<Compose> {
+  const fields: Parameters<typeof store.updateCompose>[2] = { ...extra, state: to, stateReason: reason };
+  const before = (await store.findCompose(trx, id))!;
+  if (to === 'done' || to === 'failed') {
+    fields.timeDone = now();
+    // As ODCS does: the time to live counts from when the compose is finished.
+    fields.timeToExpire = store.secondsFromNow(before.secondsToLive);
+  }
+  if (to === 'removed') fields.timeRemoved = now();
+  await store.updateCompose(trx, id, fields);
+  const after = (await store.findCompose(trx, id))!;
+  for (const repoId of await store.composeRepoIds(trx, id)) {
+    await appendEvent(trx, repoId, 'compose.state_changed', { compose: composeJson(d.publicUrl(), after) }, now());
+  }
+  // Composes waiting on this one's content end as it does.
+  if (to === 'done' || to === 'failed') {
+    for (const r of await store.reusersOf(trx, id)) if (r.state === 'generating') await transition(trx, d, r.id, to, reason);
+  }
+  return after;
+}
+
+/** A new compose in `wait`, and its event. */
+export async function submitCompose(trx: Knex.Transaction, d: ComposeDeps, c: Omit<store.NewCompose, 'secondsToLive'> & { secondsToLive: number | null }): Promise<Compose> {
+  const ttl = Math.min(c.secondsToLive ?? d.defaultTtl, d.maxTtl);
+  const created = await store.insertCompose(trx, { ...c, secondsToLive: ttl });
+  for (const repoId of await store.composeRepoIds(trx, created.id)) {
+    await appendEvent(trx, repoId, 'compose.state_changed', { compose: composeJson(d.publicUrl(), created) }, now());
+  }
+  return created;
+}
+
+const LEASE_MS = 60_000;
+const TICK_MS = 500;
+const SWEEP_MS = 2_000;
+
+/**
+ * Generates waiting composes, at most `workers` at a time per process, and removes expired ones. State is
+ * in the database (leases as for runs), so replicas share the work and a restart picks it up.
+ */
+export class ComposeWorker {
+  private readonly owner = `${os.hostname()}:${process.pid}`;
+  private active = 0;
+  private timers: NodeJS.Timeout[] = [];
+  private stopped = false;
+  private filling: Promise<void> | null = null;
+  private readonly running = new Set<Promise<void>>();
+
+  constructor(private readonly d: ComposeDeps, private readonly isAlive: (pid: number) => boolean) {}
+
+  async start(): Promise<void> {
+    fs.mkdirSync(this.d.composesDir, { recursive: true });
+    await this.recover(true);
+    const tick = () => { this.wake(); if (!this.stopped) this.timers[0] = setTimeout(tick, TICK_MS); };
+    const sweep = () => {
+      this.sweep().catch((err) => this.d.log.error({ err }, 'compose sweep failed'))
+        .finally(() => { if (!this.stopped) this.timers[1] = setTimeout(sweep, SWEEP_MS); });
+    };
+    tick(); sweep();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers) clearTimeout(t);
+    await this.filling;
+    await Promise.all(this.running);
+  }
+
+  /** A removal was asked for: sweep now rather than at the next round. */
+  sweepSoon(): void {
+    this.sweep().catch((err) => this.d.log.error({ err }, 'compose sweep failed'));
+  }
+
+  wake(): void {
+    if (this.stopped || this.filling) return;
+    this.filling = this.fill().catch((err) => this.d.log.error({ err }, 'compose worker failed')).finally(() => { this.filling = null; });
+  }
+
+  /** Generating composes whose generator is gone start again from `wait` (their pins, if any, are kept). */
+  private async recover(atStart: boolean): Promise<void> {
+    for (const c of await store.orphanedComposes(this.d.db, `${os.hostname()}:`)) {
+      const owner = c.leaseOwner ?? '';
+      const pid = Number(owner.slice(owner.lastIndexOf(':') + 1));
+      const expired = c.leaseUntil !== null && c.leaseUntil < new Date().toISOString();
+      const mine = owner.startsWith(`${os.hostname()}:`) && (pid === process.pid ? atStart : !this.isAlive(pid));
+      if (!expired && !mine) continue;
+      // A reuser waits on its source's generator, not its own: it stays until that one ends.
+      if (c.reusedId !== null) continue;
+      await inTransaction(this.d.db, (trx) => transition(trx, this.d, c.id, 'wait', 'Generation restarted: the server generating it stopped'));
+    }
+  }
+
+  private async fill(): Promise<void> {
+    while (!this.stopped && this.active < this.d.workers) {
+      const c = await inTransaction(this.d.db, async (trx) => {
+        const claimed = await store.claimCompose(trx, this.owner, LEASE_MS);
+        if (claimed) await transition(trx, this.d, claimed.id, 'generating', 'Compose thread started', { leaseUntil: new Date(Date.now() + LEASE_MS).toISOString() });
+        return claimed;
+      });
+      if (!c) return;
+      this.active++;
+      const p = this.generate(c).finally(() => { this.active--; this.running.delete(p); this.wake(); });
+      this.running.add(p);
+    }
+  }
+
+  private async generate(c: Compose): Promise<void> {
+    const started = Date.now();
+    const lease = setInterval(() => {
+      store.updateCompose(this.d.db, c.id, { leaseUntil: new Date(Date.now() + LEASE_MS).toISOString() }).catch(() => undefined);
+    }, LEASE_MS / 4);
+    try {
+      const { pins, repoIds } = await resolvePins(this.d, c);
+      const key = pinsKey(pins);
+      const reuse = c.flags.includes('no_reuse') ? null : await store.reusableCompose(this.d.db, key, c.id);
+      await inTransaction(this.d.db, async (trx) => {
+        await store.setComposeRepos(trx, c.id, repoIds);
+        await store.updateCompose(trx, c.id, { pins, pinsKey: key, stateReason: 'Compose is generating', ...(reuse ? { reusedId: reuse.id } : {}) });
+      });
+      if (reuse) {
+        await inTransaction(this.d.db, async (trx) => {
+          // Both live as long as the longer-lived of them.
+          const later = [reuse.timeToExpire, store.secondsFromNow(c.secondsToLive)].sort()[1];
+          await store.updateCompose(trx, reuse.id, { timeToExpire: later > reuse.timeToExpire ? later : reuse.timeToExpire });
+          const current = await store.findCompose(trx, reuse.id);
+          if (current?.state === 'done') await transition(trx, this.d, c.id, 'done', `Compose is generated successfully (content of compose ${reuse.id} reused)`);
+          else await store.updateCompose(trx, c.id, { stateReason: 'Compose is generating', leaseUntil: new Date(Date.now() + 24 * 3600_000).toISOString() });
+        });
+        this.d.log.info({ compose: c.id, reused: reuse.id }, 'compose reuses an identical one');
+        return;
+      }
+      await materialize(this.d, c.id, pins);
+      await inTransaction(this.d.db, (trx) => transition(trx, this.d, c.id, 'done', 'Compose is generated successfully'));
+      this.d.log.info({ compose: c.id, pins: pins.length, ms: Date.now() - started }, 'compose generated');
+    } catch (err) {
+      if (!(err instanceof PinError)) this.d.log.error({ err, compose: c.id }, 'compose generation failed');
+      await inTransaction(this.d.db, (trx) => transition(trx, this.d, c.id, 'failed', `Error while generating compose: ${(err as Error).message}`));
+    } finally {
+      clearInterval(lease);
+    }
+  }
+
+  /**
+   * Expired composes become `removed`; a directory goes only when no live compose uses it (its own, or a
+   * reuser's). Within SWEEP_MS of expiry.
+   */
+  async sweep(): Promise<void> {
+    await this.recover(false);
+    for (const c of await store.expiredComposes(this.d.db)) {
+      await inTransaction(this.d.db, async (trx) => {
+        const current = await store.findCompose(trx, c.id);
+        if (!current || !['done', 'failed'].includes(current.state)) return;
+        const why = current.removedBy ? `Removed by ${current.removedBy}.` : 'Compose is expired.';
+        await transition(trx, this.d, c.id, 'removed', current.stateReason ? `${current.stateReason}\n${why}` : why);
+      });
+    }
+    for (const c of await store.removedOwners(this.d.db)) {
+      const dir = path.join(this.d.composesDir, `odcs-${c.id}`);
+      if (!fs.existsSync(dir)) continue;
+      const live = (await store.reusersOf(this.d.db, c.id)).some((r) => r.state !== 'removed' && r.state !== 'failed');
+      if (!live) fs.rmSync(dir, { recursive: true, force: true });
+    }
+    this.pruneCache();
+  }
+
+  /** Cached tarballs no compose links to any more (one link left: the cache's own). */
+  private pruneCache(): void {
+    const dir = path.join(this.d.composesDir, '.cache', 'git');
+    if (!fs.existsSync(dir)) return;
+    for (const name of fs.readdirSync(dir)) {
+      const file = path.join(dir, name);
+      try { if (name.endsWith('.tar.gz') && fs.statSync(file).nlink === 1 && Date.now() - fs.statSync(file).mtimeMs > 60_000) fs.rmSync(file); } catch { /* raced */ }
+    }
+  }
+}
