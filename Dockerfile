@@ -4,7 +4,7 @@
 FROM node:20-bookworm-slim AS build
 # git for the tests; python3, make and g++ because sqlite3 builds its native addon from source.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends git python3 make g++ ca-certificates \
+ && apt-get install -y --no-install-recommends git python3 make g++ ca-certificates bubblewrap \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json tsconfig.json ./
@@ -18,7 +18,7 @@ RUN npm ci && npm test && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends git ca-certificates \
+ && apt-get install -y --no-install-recommends git ca-certificates bubblewrap \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --home-dir /var/lib/cairn --create-home cairn \
  && mkdir -p /data /keys && chown cairn:cairn /data /keys && chmod 0700 /keys

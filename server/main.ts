@@ -5,6 +5,7 @@ import net from 'node:net';
 import type { Config } from './config';
 import type { Logger } from './log';
 import { openDb, migrate, Knex } from './db';
+import type { Db } from './db';
 import * as store from './store';
 import { loadSigningKey, SecretBox } from './auth';
 import { WebhookWorker } from './events';
@@ -12,7 +13,7 @@ import { baseGitEnv, clearOwnStaleLock, isProcessAlive, repoPath, wireRepo } fro
 import { HookServer } from './transport/hook';
 import { createHttpApp, listenHttp } from './transport/http';
 import { startSsh } from './transport/ssh';
-import { Pipelines } from './pipelines';
+import { Pipelines, chooseSandbox } from './pipelines';
 import { ComposeWorker } from './composes';
 import type { ComposeDeps } from './composes';
 import { repoRole, ANONYMOUS } from './auth';
@@ -46,18 +47,22 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const reclaimed = await webhooks.reclaimOrphans();
   if (reclaimed > 0) log.info({ reclaimed }, 'webhook deliveries a previous process was sending are queued again');
   webhooks.start();
+  // Takes the caller's transaction: SQLite has one connection, and a query outside it would wait forever.
+  const canRead = async (q: Db, userName: string, repo: store.Repo) => {
+    const user = await store.findUserByName(q, userName);
+    return (await repoRole(q, user ? { kind: 'user', user } : ANONYMOUS, repo)) !== 'none';
+  };
+  const sandbox = chooseSandbox(config.buildSandbox);
+  if (sandbox.kind === 'none') log.warn('pipeline commands run without a sandbox (bubblewrap unavailable or CAIRN_BUILD_SANDBOX=none): they can read what the server user can');
   const publicUrl = () => config.publicUrl ?? `http://${config.bind.includes(':') ? `[${config.bind}]` : config.bind}:${httpPort}`;
   const pipelines = new Pipelines({ db, log: log.child({ mod: 'pipelines' }), gitEnv, dataDir: config.dataDir, artifactsDir: config.artifactsDir,
     repoDir: (repo) => repoPath(config.reposDir, repo.tenantName, repo.name), workers: config.workers, logMaxBytes: config.runLogMaxBytes,
     retentionIntervalMs: config.retentionIntervalMs, publicUrl,
-    writeRefs: (repo, updates) => hooks.writeRefs({ userName: 'cairn', userId: null, transport: 'internal' }, repo, updates) }, isProcessAlive);
+    writeRefs: (repo, updates) => hooks.writeRefs({ userName: 'cairn', userId: null, transport: 'internal' }, repo, updates),
+    canRead, sandbox, secretDirs: [config.keysDir] }, isProcessAlive);
   const composeDeps: ComposeDeps = { db, log: log.child({ mod: 'composes' }), gitEnv, artifactsDir: config.artifactsDir, composesDir: config.composesDir,
     repoDir: (repo) => repoPath(config.reposDir, repo.tenantName, repo.name), publicUrl, workers: config.composeWorkers,
-    defaultTtl: config.composeDefaultTtl, maxTtl: config.composeMaxTtl,
-    canRead: async (userName, repo) => {
-      const user = await store.findUserByName(db, userName);
-      return (await repoRole(db, user ? { kind: 'user', user } : ANONYMOUS, repo)) !== 'none';
-    } };
+    defaultTtl: config.composeDefaultTtl, maxTtl: config.composeMaxTtl, canRead };
   const composes = new ComposeWorker(composeDeps, isProcessAlive);
   hooks.onAccepted = () => { pipelines.nudge(); webhooks.nudge(); };
   const app = createHttpApp({ config, db, log, signingKey, secrets, gitEnv, hooks, pipelines, composes, composeDeps, publicUrl, sshPort: () => ssh.port });

@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import fsp from 'node:fs/promises';
 import path from 'node:path';
 
 /**
@@ -27,17 +28,18 @@ export type PublishInput = {
   skipped: (entry: string, why: string) => void;
 };
 
-export function publishBuild(p: PublishInput): string {
+/** Async throughout: gigabytes of outputs are copied and hashed without stalling the server's other work. */
+export async function publishBuild(p: PublishInput): Promise<string> {
   const dir = releaseDir(p.root, p.tenant, p.repo, p.release);
   fs.mkdirSync(dir, { recursive: true });
   const staging = fs.mkdtempSync(path.join(dir, `.tmp-${p.buildDate}-`));
   try {
-    copyOutputs(p.outputsDir, path.join(staging, 'outputs'), p.skipped);
+    await copyOutputs(p.outputsDir, path.join(staging, 'outputs'), p.skipped);
     fs.mkdirSync(path.join(staging, 'logs'));
-    if (fs.existsSync(p.logFile)) fs.copyFileSync(p.logFile, path.join(staging, 'logs', 'run.log'));
+    if (fs.existsSync(p.logFile)) await fsp.copyFile(p.logFile, path.join(staging, 'logs', 'run.log'));
     fs.writeFileSync(path.join(staging, 'CONTEXT'), Object.entries(p.context).map(([k, v]) => `${k}=${shellQuote(v)}\n`).join(''));
     fs.writeFileSync(path.join(staging, 'result'), p.success ? 'success\n' : 'fail\n');
-    fs.writeFileSync(path.join(staging, SUMS), sha256Lines(staging));
+    fs.writeFileSync(path.join(staging, SUMS), await sha256Lines(staging));
     fs.chmodSync(staging, 0o755);
     fs.renameSync(staging, path.join(dir, p.buildDate));
   } catch (err) {
@@ -68,14 +70,14 @@ const inside = (root: string, p: string): boolean => {
  * Copies what the build left in its output dir: directories and regular files, and symlinks only when they
  * resolve inside the outputs. Anything else (links out, devices, sockets) is left behind and reported.
  */
-function copyOutputs(from: string, to: string, skipped: PublishInput['skipped']): void {
+async function copyOutputs(from: string, to: string, skipped: PublishInput['skipped']): Promise<void> {
   fs.mkdirSync(to, { recursive: true });
-  const walk = (src: string, dst: string) => {
+  const walk = async (src: string, dst: string) => {
     for (const entry of fs.readdirSync(src, { withFileTypes: true })) {
       const s = path.join(src, entry.name); const d = path.join(dst, entry.name);
       const rel = path.relative(from, s);
-      if (entry.isDirectory()) { fs.mkdirSync(d); walk(s, d); } else if (entry.isFile()) {
-        fs.copyFileSync(s, d, fs.constants.COPYFILE_FICLONE);
+      if (entry.isDirectory()) { fs.mkdirSync(d); await walk(s, d); } else if (entry.isFile()) {
+        await fsp.copyFile(s, d, fs.constants.COPYFILE_FICLONE);
         fs.chmodSync(d, (fs.statSync(s).mode & 0o111) ? 0o755 : 0o644);
       } else if (entry.isSymbolicLink()) {
         const target = fs.readlinkSync(s);
@@ -84,21 +86,28 @@ function copyOutputs(from: string, to: string, skipped: PublishInput['skipped'])
       } else skipped(rel, 'not a regular file, directory or symlink');
     }
   };
-  walk(from, to);
+  await walk(from, to);
 }
 
 /** `sha256sum`'s format for every regular file of the build but the sums themselves. */
-function sha256Lines(dir: string): string {
+async function sha256Lines(dir: string): Promise<string> {
   const lines: string[] = [];
-  const walk = (d: string) => {
+  const walk = async (d: string) => {
     for (const entry of fs.readdirSync(d, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
       const p = path.join(d, entry.name);
-      if (entry.isDirectory()) walk(p);
-      else if (entry.isFile() && p !== path.join(dir, SUMS)) lines.push(`${sha256File(p)}  ${path.relative(dir, p)}`);
+      if (entry.isDirectory()) await walk(p);
+      else if (entry.isFile() && p !== path.join(dir, SUMS)) lines.push(`${await sha256Stream(p)}  ${path.relative(dir, p)}`);
     }
   };
-  walk(dir);
+  await walk(dir);
   return lines.map((l) => `${l}\n`).join('');
+}
+
+export function sha256Stream(file: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const hash = crypto.createHash('sha256');
+    fs.createReadStream(file).on('data', (b) => hash.update(b)).on('end', () => resolve(hash.digest('hex'))).on('error', reject);
+  });
 }
 
 export function sha256File(file: string): string {

@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Knex } from '../db';
+import type { Db, Knex } from '../db';
 import * as store from '../store';
 import type { Compose, Pin, Repo } from '../store';
 import { currentRefs, git, runGit } from '../git';
@@ -11,7 +11,7 @@ import { parseEntry, SourceType } from './request';
 export type PinDeps = {
   db: Knex; gitEnv: NodeJS.ProcessEnv; repoDir: (repo: Repo) => string; artifactsDir: string; composesDir: string;
   /** May this user read this repository? (The owner's access is checked when inputs are pinned.) */
-  canRead: (userName: string, repo: Repo) => Promise<boolean>;
+  canRead: (db: Db, userName: string, repo: Repo) => Promise<boolean>;
 };
 
 export class PinError extends Error {}
@@ -24,7 +24,7 @@ async function readableRepo(d: PinDeps, owner: string, full: string): Promise<Re
   const [tenant, name] = full.split('/');
   const repo = await store.findRepo(d.db, tenant, name);
   // One answer for a repository that does not exist and one the owner cannot read.
-  if (!repo || !(await d.canRead(owner, repo))) throw new PinError(`no repository ${full}`);
+  if (!repo || !(await d.canRead(d.db, owner, repo))) throw new PinError(`no repository ${full}`);
   return repo;
 }
 
@@ -77,7 +77,7 @@ export async function resolvePins(d: PinDeps, c: Compose): Promise<{ pins: Pin[]
       const otherRepos = other ? await store.composeRepoIds(d.db, other.id) : [];
       const visible = other && (other.owner === c.owner || (await Promise.all(otherRepos.map(async (id) => {
         const repo = await store.findRepoById(d.db, id);
-        return repo !== null && d.canRead(c.owner, repo);
+        return repo !== null && d.canRead(d.db, c.owner, repo);
       }))).every(Boolean));
       if (!other || !visible) throw new PinError(`no compose ${parsed}`);
       if (!other.pins) throw new PinError(`compose ${parsed} has no pinned inputs (it failed before they were resolved)`);

@@ -31,6 +31,8 @@ export type Config = Readonly<{
   composeAllowedClients: { users: Record<string, string[]>; groups: Record<string, string[]> };
   /** Composes this process generates at once; the rest wait. */
   composeWorkers: number;
+  /** How pipeline commands are confined: bubblewrap when it works (auto), always (bwrap), or not (none). */
+  buildSandbox: 'auto' | 'bwrap' | 'none';
 }>;
 
 export type ConfigFlags = Partial<Record<'dataDir' | 'httpPort' | 'sshPort' | 'bind' | 'publicUrl' |
@@ -50,6 +52,11 @@ function positive(name: string, value: string): number {
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n <= 0) throw new ConfigError(`${name} must be a positive integer, got "${value}"`);
   return n;
+}
+
+function oneOf<T extends string>(name: string, value: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(value)) throw new ConfigError(`${name} must be one of ${allowed.join(', ')}, got "${value}"`);
+  return value as T;
 }
 
 function allowedClients(text: string): Config['composeAllowedClients'] {
@@ -105,5 +112,6 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: ConfigFlags = {}): Con
     composeMaxTtl: positive('CAIRN_COMPOSE_MAX_TTL', env.CAIRN_COMPOSE_MAX_TTL || '259200'),
     composeAllowedClients: allowedClients(env.CAIRN_COMPOSE_ALLOWED_CLIENTS || '{}'),
     composeWorkers: positive('CAIRN_COMPOSE_WORKERS', env.CAIRN_COMPOSE_WORKERS || '2'),
+    buildSandbox: oneOf('CAIRN_BUILD_SANDBOX', env.CAIRN_BUILD_SANDBOX || 'auto', ['auto', 'bwrap', 'none'] as const),
   });
 }

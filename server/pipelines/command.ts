@@ -43,18 +43,21 @@ export type CommandResult = { code: number | null; signal: string | null; timedO
 const KILL_GRACE_MS = 2000;
 
 /**
- * Runs an admin's shell command as the leader of a new process group, so a timeout or a cancel (and the end
- * of the command itself) takes down everything it started. User data reaches it only through `env`.
+ * Runs an admin's command (`argv`: a shell, perhaps inside a sandbox) as the leader of a new process group,
+ * so a timeout or a cancel (and the end of the command itself) takes down everything it started. User data
+ * reaches it only through `env`.
  */
-export function runCommand(command: string, opts: { cwd: string; env: NodeJS.ProcessEnv; timeoutMs: number; log: RunLog; signal: AbortSignal;
+export function runCommand(argv: string[], opts: { cwd: string; env: NodeJS.ProcessEnv; timeoutMs: number; log: RunLog; signal: AbortSignal;
   started?: (pgid: number) => void }): Promise<CommandResult> {
   return new Promise((resolve) => {
-    const child = spawn('/bin/sh', ['-c', command], { cwd: opts.cwd, env: opts.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(argv[0], argv.slice(1), { cwd: opts.cwd, env: opts.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     if (child.pid !== undefined) opts.started?.(child.pid);
     let timedOut = false;
     let cancelled = false;
     let exited: { code: number | null; signal: string | null } | null = null;
-    const killGroup = (sig: NodeJS.Signals) => { try { process.kill(-child.pid!, sig); } catch { /* the group is gone */ } };
+    let closed = false;
+    // Never after the group is gone: its id may belong to someone else by then.
+    const killGroup = (sig: NodeJS.Signals) => { if (closed || child.pid === undefined) return; try { process.kill(-child.pid, sig); } catch { /* gone */ } };
     const stop = (why: 'timeout' | 'cancel') => {
       if (exited) return;
       if (why === 'timeout') timedOut = true; else cancelled = true;
@@ -73,6 +76,7 @@ export function runCommand(command: string, opts: { cwd: string; env: NodeJS.Pro
       killGroup('SIGKILL');
     });
     child.on('close', (code, signal) => {
+      closed = true;
       clearTimeout(timer);
       opts.signal.removeEventListener('abort', onAbort);
       const end = exited ?? { code, signal };

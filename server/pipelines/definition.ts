@@ -90,15 +90,21 @@ export function releaseProblem(release: string): string | null {
   return badRefShape(refOfRelease(release)) || release.includes('*') ? 'must be a branch name or tags/NAME' : null;
 }
 
-/** The artifact tree's name for a ref: the branch name, or `tags/NAME`. */
+/**
+ * The artifact tree's name for a ref: the branch name, or `tags/NAME`. A branch whose name itself starts
+ * with `tags/` or `heads/` is `heads/NAME`, so no branch can publish into a tag's release.
+ */
 export function releaseOf(ref: string): string {
-  if (ref.startsWith('refs/heads/')) return ref.slice('refs/heads/'.length);
+  if (ref.startsWith('refs/heads/')) {
+    const branch = ref.slice('refs/heads/'.length);
+    return /^(tags|heads)\//.test(branch) ? `heads/${branch}` : branch;
+  }
   if (ref.startsWith('refs/tags/')) return `tags/${ref.slice('refs/tags/'.length)}`;
   throw new Error(`not a branch or tag: ${ref}`);
 }
 
 export const refOfRelease = (release: string): string =>
-  release.startsWith('tags/') ? `refs/tags/${release.slice(5)}` : `refs/heads/${release}`;
+  release.startsWith('tags/') ? `refs/tags/${release.slice(5)}` : release.startsWith('heads/') ? `refs/heads/${release.slice(6)}` : `refs/heads/${release}`;
 
 /** Glob match of a full ref: `*` stays within one component, `**` crosses them. */
 export function refMatches(pattern: string, ref: string): boolean {

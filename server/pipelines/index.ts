@@ -7,6 +7,7 @@ export { definitionSchema, definitionProblem, releaseOf, refOfRelease, MAX_COMMA
 export type { Definition } from './definition';
 export { queueRun, cancelQueuedRun } from './queue';
 export { runLogPath } from './worker';
+export { chooseSandbox } from './sandbox';
 export type { PipelineDeps } from './worker';
 
 const CONSUME_MS = 100;
@@ -23,7 +24,7 @@ export class Pipelines {
 
   constructor(private readonly d: PipelineDeps & { retentionIntervalMs: number }, private readonly isAlive: (pid: number) => boolean) {
     this.worker = new RunWorker(d);
-    this.triggers = new PipelineTriggers(d.db, d.gitEnv, d.repoDir, () => this.worker.wake(), d.log.child({ part: 'triggers' }));
+    this.triggers = new PipelineTriggers(d.db, d.gitEnv, d.repoDir, d.canRead, () => this.worker.wake(), d.log.child({ part: 'triggers' }));
   }
 
   async start(): Promise<void> {

@@ -1,4 +1,4 @@
-import { inTransaction, Knex } from '../db';
+import { Db, inTransaction, Knex } from '../db';
 import type { Logger } from '../log';
 import * as store from '../store';
 import type { StoredEvent } from '../store';
@@ -17,7 +17,7 @@ const ZERO_ID = '0'.repeat(40);
  */
 export class PipelineTriggers {
   constructor(private readonly db: Knex, private readonly gitEnv: NodeJS.ProcessEnv, private readonly repoDir: (repo: store.Repo) => string,
-    private readonly queued: () => void, private readonly log: Logger) {}
+    private readonly canRead: (db: Db, userName: string, repo: store.Repo) => Promise<boolean>, private readonly queued: () => void, private readonly log: Logger) {}
 
   /** Reads what the outbox holds past the cursor; true when it found anything (call again at once). */
   async consume(): Promise<boolean> {
@@ -71,6 +71,11 @@ export class PipelineTriggers {
     for (const link of await store.downstreamOf(trx, e.repoId, String(e.data.release))) {
       const pipeline = await store.findPipeline(trx, link.repoId);
       if (!pipeline) continue;
+      // Whoever saved the pipeline must still be able to read the upstream repository, or its outputs stay out.
+      if (!(await this.canRead(trx, pipeline.updatedBy, repo))) {
+        this.log.info({ repo_id: link.repoId, upstream: `${repo.tenantName}/${repo.name}` }, 'upstream publish ignored: the pipeline\'s saver can no longer read it');
+        continue;
+      }
       const target = link.ref ? await this.refCommit(trx, link.repoId, link.ref) : await this.defaultBranch(trx, link.repoId);
       if (!target) { this.log.info({ repo_id: link.repoId, ref: link.ref }, 'upstream build published, but the downstream ref does not exist'); continue; }
       await queueRun(trx, link.repoId, pipeline.definition as Definition, { ...target, trigger: 'upstream',

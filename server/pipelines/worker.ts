@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { inTransaction, Knex, now } from '../db';
+import { Db, inTransaction, Knex, now } from '../db';
 import type { Logger } from '../log';
 import * as store from '../store';
 import type { AdjustResult, Repo, Run, Stage } from '../store';
@@ -11,6 +11,7 @@ import { appendEvent } from '../events';
 import { buildDateOf, publishBuild, releaseDir } from '../artifacts';
 import { Definition, timeoutMs } from './definition';
 import { runCommand, RunLog } from './command';
+import type { Sandbox } from './sandbox';
 import { queueRun, runEventData } from './queue';
 
 export type PipelineDeps = {
@@ -25,6 +26,11 @@ export type PipelineDeps = {
   publicUrl: () => string;
   /** Cairn's own ref writes (adjust tags): the push path's lock, policy and ledger. */
   writeRefs: (repo: Repo, updates: RefUpdate[]) => Promise<Refusal[]>;
+  /** May this user read this repository (now)? An upstream build reaches a pipeline only while its saver may. */
+  canRead: (db: Db, userName: string, repo: Repo) => Promise<boolean>;
+  sandbox: Sandbox;
+  /** Hidden from commands in a sandbox. */
+  secretDirs: string[];
 };
 
 const LEASE_MS = 30_000;
@@ -96,17 +102,16 @@ export class RunWorker {
     let n = 0;
     for (const run of await store.orphanedRuns(this.d.db, `${os.hostname()}:`)) {
       if (this.active.has(run.id)) continue;
-      if (!atStart && run.leaseOwner === this.owner) continue;
       const owner = run.leaseOwner ?? '';
       const pid = Number(owner.slice(owner.lastIndexOf(':') + 1));
       const expired = run.leaseUntil !== null && run.leaseUntil < new Date().toISOString();
+      // Ours and not executing: only once its lease ran out (a claim in flight is not in `active` yet).
+      if (!atStart && run.leaseOwner === this.owner && !expired) continue;
       // This very pid is a predecessor's only at start (a container restarts with the same pid); later it is us.
       const mine = owner.startsWith(`${os.hostname()}:`) && (pid === process.pid ? atStart : !isAlive(pid));
       if (!expired && !mine) continue;
       // What the dead server's command left running must not go on writing into a run that is over.
-      if (owner.startsWith(`${os.hostname()}:`) && run.processGroup !== null) {
-        try { process.kill(-run.processGroup, 'SIGKILL'); } catch { /* already gone */ }
-      }
+      if (owner.startsWith(`${os.hostname()}:`) && run.processGroup !== null) killLeftovers(run.processGroup, this.scratchOf(run.id));
       await inTransaction(this.d.db, async (trx) => {
         const reason = `the server executing this run stopped (${owner || 'unknown'})${run.attempt === 1 ? '; queued again' : ''}`;
         if (!(await store.finishRun(trx, run.id, 'failed', reason, run.stages.map(endStage('failed'))))) return;
@@ -151,7 +156,7 @@ export class RunWorker {
     const poll = setInterval(() => {
       store.isCancelRequested(this.d.db, run.id).then((yes) => { if (yes) ac.abort(); }, () => undefined);
     }, POLL_MS);
-    const scratch = path.join(this.d.dataDir, 'work', `run-${run.id}`);
+    const scratch = this.scratchOf(run.id);
     fs.mkdirSync(path.dirname(runLogPath(this.d.dataDir, run.id)), { recursive: true });
     const log = new RunLog(runLogPath(this.d.dataDir, run.id), this.d.logMaxBytes);
     const stages = run.stages.map((s) => ({ ...s }));
@@ -171,7 +176,8 @@ export class RunWorker {
     if (this.stopped && outcome.state === 'cancelled') { log.close(); return; }
     log.line(`run ${outcome.state}${outcome.reason ? `: ${outcome.reason}` : ''}`);
     log.close();
-    fs.rmSync(scratch, { recursive: true, force: true });
+    removeScratch(scratch, this.d.log);
+    // Should this fail (the database away), the lease runs out and the orphan sweep ends the run.
     await this.finish(run, stages, outcome);
     this.d.log.info({ run_id: run.id, state: outcome.state, reason: outcome.reason, ms: Date.now() - started }, 'run finished');
   }
@@ -182,9 +188,10 @@ export class RunWorker {
     if (!repo || !pipeline) return { state: 'failed', reason: 'the repository has no pipeline' };
     const def = pipeline.definition as Definition;
     const bare = this.d.repoDir(repo);
-    fs.rmSync(scratch, { recursive: true, force: true });
+    removeScratch(scratch, this.d.log);
     for (const d of ['src', 'out', 'home', 'tmp']) fs.mkdirSync(path.join(scratch, d), { recursive: true });
     const src = path.join(scratch, 'src');
+    const gitDir = path.join(scratch, 'git');
     const stage = async (name: string, state: Stage['state']) => {
       const s = stages.find((x) => x.name === name);
       if (!s) return;
@@ -205,29 +212,36 @@ export class RunWorker {
     await store.updateRun(this.d.db, run.id, { buildDate });
     log.line(`run ${run.id} of ${repo.tenantName}/${repo.name} ${run.ref} at ${run.commit} (${run.trigger}, attempt ${run.attempt})`);
 
-    await checkout(this.d.gitEnv, bare, src, run.commit);
+    await checkout(this.d.gitEnv, bare, gitDir, src, run.commit, this.d.sandbox.kind === 'bwrap');
     const context: Record<string, string> = { CAIRN_URL: `${this.d.publicUrl()}/${repo.tenantName}/${repo.name}.git`, CAIRN_REF: run.ref,
       CAIRN_COMMIT: run.commit, CAIRN_TREE: (await git(['rev-parse', `${run.commit}^{tree}`], { cwd: bare, env: this.d.gitEnv })).trim(),
       CAIRN_RELEASE: run.release, CAIRN_BUILD_DATE: buildDate, CAIRN_RUN: String(run.id), CAIRN_TRIGGER: run.trigger };
     const upstreamDir = run.upstream ? path.join(releaseDir(this.d.artifactsDir, ...splitRepo(run.upstream.repo), run.upstream.release),
       run.upstream.build_date, 'outputs') : null;
     if (run.upstream) context.CAIRN_UPSTREAM = `${run.upstream.repo} ${run.upstream.release} ${run.upstream.build_date}`;
+    const mounts = { writable: ['src', 'out', 'home', 'tmp'].map((d) => path.join(scratch, d)),
+      readOnly: [[gitDir, path.join(src, '.git')], [path.join(bare, 'objects'), path.join(bare, 'objects')],
+        ...(upstreamDir ? [[upstreamDir, upstreamDir]] : [])] as [string, string][],
+      hidden: [this.d.dataDir, ...this.d.secretDirs], cwd: src };
+    const argv = (command: string) => this.d.sandbox.argv(command, mounts);
     const env = (commit: string): NodeJS.ProcessEnv => ({ PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: process.env.LANG ?? 'C.UTF-8',
       HOME: path.join(scratch, 'home'), TMPDIR: path.join(scratch, 'tmp'), CAIRN_REPO: `${repo.tenantName}/${repo.name}`, CAIRN_REF: run.ref,
       CAIRN_COMMIT: commit, CAIRN_RELEASE: run.release, CAIRN_OUTPUT_DIR: path.join(scratch, 'out'),
       ...(upstreamDir ? { CAIRN_UPSTREAM_DIR: upstreamDir } : {}) });
 
     const started = (pgid: number) => { store.setProcessGroup(this.d.db, run.id, pgid).catch((err) => this.d.log.warn({ err }, 'recording a process group failed')); };
+    const ended = () => store.setProcessGroup(this.d.db, run.id, null);
     let buildCommit = run.commit;
     let failure: string | null = null;
     if (def.adjust) {
       await stage('adjust', 'running');
       log.line(`adjust: ${def.adjust.run}`);
-      const r = await runCommand(def.adjust.run, { cwd: src, env: env(run.commit), timeoutMs: timeoutMs(def.adjust), log, signal, started });
+      const r = await runCommand(argv(def.adjust.run), { cwd: src, env: env(run.commit), timeoutMs: timeoutMs(def.adjust), log, signal, started });
+      await ended();
       if (r.cancelled) { await stage('adjust', 'cancelled'); throw new Cancelled(); }
       if (r.code !== 0) failure = `adjust ${describeExit(r, def.adjust.timeout_s)}`;
       else {
-        const adjusted = await commitAdjustment(this.d, repo, bare, src, run.commit);
+        const adjusted = await commitAdjustment(this.d, repo, bare, gitDir, src, run.commit);
         if ('refused' in adjusted) failure = `adjust tag refused: ${adjusted.refused}`;
         else {
           await store.updateRun(this.d.db, run.id, { adjust: adjusted });
@@ -241,7 +255,8 @@ export class RunWorker {
     if (!failure) {
       await stage('build', 'running');
       log.line(`build: ${def.build.run}`);
-      const r = await runCommand(def.build.run, { cwd: src, env: env(buildCommit), timeoutMs: timeoutMs(def.build), log, signal, started });
+      const r = await runCommand(argv(def.build.run), { cwd: src, env: env(buildCommit), timeoutMs: timeoutMs(def.build), log, signal, started });
+      await ended();
       if (r.cancelled) { await stage('build', 'cancelled'); throw new Cancelled(); }
       if (r.code !== 0) failure = `build ${describeExit(r, def.build.timeout_s)}`;
       await stage('build', failure ? 'failed' : 'succeeded');
@@ -249,7 +264,7 @@ export class RunWorker {
     // Every finished build is published, failed ones too: their logs are what someone needs next.
     await stage('publish', 'running');
     log.line(`publish: ${run.release}/${buildDate} (${failure ? 'fail' : 'success'})`);
-    publishBuild({ root: this.d.artifactsDir, tenant: repo.tenantName, repo: repo.name, release: run.release, buildDate,
+    await publishBuild({ root: this.d.artifactsDir, tenant: repo.tenantName, repo: repo.name, release: run.release, buildDate,
       outputsDir: path.join(scratch, 'out'), logFile: log.file, context, success: !failure,
       skipped: (entry, why) => log.line(`not published: outputs/${entry}: ${why}`) });
     const s = stages.find((x) => x.name === 'publish')!;
@@ -274,6 +289,8 @@ export class RunWorker {
     });
   }
 
+  private scratchOf(runId: number): string { return path.join(this.d.dataDir, 'work', `run-${runId}`); }
+
   /** Now, as a build date; a second later when a build of this release already has that one. */
   private async freeBuildDate(repo: Repo, release: string): Promise<string> {
     const taken = new Set(await store.buildDatesOf(this.d.db, repo.id, release));
@@ -296,11 +313,55 @@ function describeExit(r: { code: number | null; signal: string | null; timedOut:
   return r.signal ? `killed by ${r.signal}` : `exited with code ${r.code}`;
 }
 
-/** A worktree of `commit` that borrows the repository's objects: nothing is copied, no refs are listed. */
-async function checkout(gitEnv: NodeJS.ProcessEnv, bare: string, src: string, commit: string): Promise<void> {
-  await git(['init', '--quiet', src], { env: gitEnv });
-  fs.writeFileSync(path.join(src, '.git', 'objects', 'info', 'alternates'), `${path.join(bare, 'objects')}\n`);
-  await git(['-c', 'advice.detachedHead=false', 'checkout', '--quiet', '--detach', commit], { cwd: src, env: gitEnv });
+/**
+ * A checkout of `commit` whose git dir (`gitDir`) lies outside the work tree and borrows the repository's
+ * objects: nothing is copied, no refs are listed. In a sandbox the command sees it read-only at src/.git;
+ * without one, src/.git points to it.
+ */
+async function checkout(gitEnv: NodeJS.ProcessEnv, bare: string, gitDir: string, src: string, commit: string, sandboxed: boolean): Promise<void> {
+  await git(['init', '--quiet', '--bare', gitDir], { env: gitEnv });
+  await git(['--git-dir', gitDir, 'config', 'core.bare', 'false'], { env: gitEnv });
+  fs.writeFileSync(path.join(gitDir, 'objects', 'info', 'alternates'), `${path.join(bare, 'objects')}\n`);
+  await git([...safeGit(gitDir, src), '-c', 'advice.detachedHead=false', 'checkout', '--quiet', '--detach', commit], { env: gitEnv });
+  if (sandboxed) fs.mkdirSync(path.join(src, '.git'));
+  else fs.writeFileSync(path.join(src, '.git'), `gitdir: ${gitDir}\n`);
+}
+
+/** Cairn's git on a run's checkout: its own git dir, and nothing the work tree or a command could have set runs. */
+const safeGit = (gitDir: string, src: string): string[] =>
+  ['--git-dir', gitDir, '--work-tree', src, '-c', 'core.hooksPath=/dev/null', '-c', 'core.fsmonitor=false'];
+
+/** Removes a run's scratch dir; a tree the command made read-only is made writable first. Never throws. */
+function removeScratch(dir: string, log: Logger): void {
+  try { fs.rmSync(dir, { recursive: true, force: true }); return; } catch { /* read-only parts: fix and retry */ }
+  try {
+    const walk = (d: string) => {
+      fs.chmodSync(d, 0o700);
+      for (const e of fs.readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) walk(path.join(d, e.name));
+    };
+    walk(dir);
+    fs.rmSync(dir, { recursive: true, force: true });
+  } catch (err) {
+    log.warn({ err, dir }, 'could not remove a run\'s scratch dir');
+  }
+}
+
+/**
+ * Kills what a dead server's command left running, if that process group is still the one it started: a
+ * member (the shell may be gone, its background children not) works inside the run's scratch dir.
+ */
+function killLeftovers(pgid: number, scratch: string): void {
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]) !== pgid) continue;
+      const cwd = fs.readlinkSync(`/proc/${d}/cwd`).replace(/ \(deleted\)$/, '');
+      if (cwd !== scratch && !cwd.startsWith(`${scratch}${path.sep}`)) continue;
+      process.kill(-pgid, 'SIGKILL');
+      return;
+    } catch { /* gone, or not ours to read */ }
+  }
 }
 
 const ADJUST_IDENTITY = { GIT_AUTHOR_NAME: 'Cairn', GIT_AUTHOR_EMAIL: 'cairn@localhost', GIT_COMMITTER_NAME: 'Cairn', GIT_COMMITTER_EMAIL: 'cairn@localhost' };
@@ -310,16 +371,17 @@ const ADJUST_IDENTITY = { GIT_AUTHOR_NAME: 'Cairn', GIT_AUTHOR_EMAIL: 'cairn@loc
  * input's) and message are fixed, so the same input and result make the same commit and the same tag,
  * `cairn-adjust-<input 12>-<tree 12>`, and a re-run finds its tag already there instead of moving it.
  */
-async function commitAdjustment(d: PipelineDeps, repo: Repo, bare: string, src: string, input: string): Promise<AdjustResult | { refused: string }> {
+async function commitAdjustment(d: PipelineDeps, repo: Repo, bare: string, gitDir: string, src: string, input: string): Promise<AdjustResult | { refused: string }> {
   // New objects go straight into the repository, where the tag will need them.
-  const env = { ...d.gitEnv, GIT_OBJECT_DIRECTORY: path.join(bare, 'objects'), GIT_ALTERNATE_OBJECT_DIRECTORIES: path.join(src, '.git', 'objects') };
-  await git(['add', '--all', '--force', '.'], { cwd: src, env });
-  const tree = (await git(['write-tree'], { cwd: src, env })).trim();
-  const inputTree = (await git(['rev-parse', `${input}^{tree}`], { cwd: src, env })).trim();
+  const env = { ...d.gitEnv, GIT_OBJECT_DIRECTORY: path.join(bare, 'objects'), GIT_ALTERNATE_OBJECT_DIRECTORIES: path.join(gitDir, 'objects') };
+  const g = safeGit(gitDir, src);
+  await git([...g, 'add', '--all', '.'], { cwd: src, env });
+  const tree = (await git([...g, 'write-tree'], { cwd: src, env })).trim();
+  const inputTree = (await git([...g, 'rev-parse', `${input}^{tree}`], { cwd: src, env })).trim();
   if (tree === inputTree) return { tag: null, commit: input, tree, changed_files: [] };
-  const changed = (await git(['diff-tree', '-r', '--no-renames', '--name-only', '-z', inputTree, tree], { cwd: src, env })).split('\0').filter(Boolean);
-  const date = (await git(['show', '-s', '--format=%cI', input], { cwd: src, env })).trim();
-  const commit = (await git(['commit-tree', tree, '-p', input, '-m', `Adjusted by Cairn\n\nInput: ${input}\n`],
+  const changed = (await git([...g, 'diff-tree', '-r', '--no-renames', '--name-only', '-z', inputTree, tree], { cwd: src, env })).split('\0').filter(Boolean);
+  const date = (await git([...g, 'show', '-s', '--format=%cI', input], { cwd: src, env })).trim();
+  const commit = (await git([...g, 'commit-tree', tree, '-p', input, '-m', `Adjusted by Cairn\n\nInput: ${input}\n`],
     { cwd: src, env: { ...env, ...ADJUST_IDENTITY, GIT_AUTHOR_DATE: date, GIT_COMMITTER_DATE: date } })).trim();
   const tag = `cairn-adjust-${input.slice(0, 12)}-${tree.slice(0, 12)}`;
   const ref = `refs/tags/${tag}`;
@@ -327,8 +389,10 @@ async function commitAdjustment(d: PipelineDeps, repo: Repo, bare: string, src: 
   if (existing !== commit) {
     if (existing) return { refused: `${ref} already exists at ${existing}` };
     const refusals = await d.writeRefs(repo, [{ ref, oldId: ZERO_ID, newId: commit }]);
-    if (refusals.length > 0) return { refused: refusals.map((r) => `${r.code} ${r.ref}: ${r.reason}`).join('; ') };
+    // Another run (another release of the same commit) may have written this very tag a moment ago.
+    const now_ = refusals.length > 0 ? (await currentRefs(d.gitEnv, bare, [ref])).get(ref) : commit;
+    if (now_ !== commit) return { refused: refusals.map((r) => `${r.code} ${r.ref}: ${r.reason}`).join('; ') };
   }
-  await runGit(['-c', 'advice.detachedHead=false', 'checkout', '--quiet', '--detach', commit], { cwd: src, env });
+  await runGit([...g, '-c', 'advice.detachedHead=false', 'checkout', '--quiet', '--detach', commit], { cwd: src, env });
   return { tag, commit, tree, changed_files: changed };
 }

@@ -42,13 +42,16 @@ export async function claimScheduleFire(db: Db, repoId: number, schedule: string
 
 /** An outbox consumer's cursor, locked for the caller's transaction on PostgreSQL (one consumer at a time). */
 export async function lockCursor(db: Db, name: string, startAt: () => Promise<number>): Promise<number> {
-  const q = db('consumer_cursors').where('name', name).first();
-  if (db.client.config.client === 'pg') q.forUpdate();
-  const row = await q;
+  const locked = async () => {
+    const q = db('consumer_cursors').where('name', name).first();
+    if (db.client.config.client === 'pg') q.forUpdate();
+    return q;
+  };
+  const row = await locked();
   if (row) return Number(row.last_event_id);
-  const start = await startAt();
-  await db('consumer_cursors').insert({ name, last_event_id: start }).onConflict('name').ignore();
-  return start;
+  await db('consumer_cursors').insert({ name, last_event_id: await startAt() }).onConflict('name').ignore();
+  // Whoever inserted first, everyone now takes the row's lock in turn.
+  return Number((await locked()).last_event_id);
 }
 
 export async function advanceCursor(db: Db, name: string, lastEventId: number): Promise<void> {

@@ -40,8 +40,12 @@ export async function enqueueRun(db: Db, r: NewRun): Promise<{ run: Run; coalesc
     if (running && r.attempt === undefined) return { run: toRun(running), coalesced: true };
     const pending = await db<RunRow>('runs').where({ repo_id: r.repoId, release: r.release, state: 'queued' }).first();
     if (pending) {
-      await db('runs').where('id', pending.id).update({ ref: r.ref, commit: r.commit, trigger: r.trigger,
-        upstream: r.upstream ? JSON.stringify(r.upstream) : null, stages: freshStages(r.stages) });
+      // A retry of an older run adds nothing to a pending one, which already builds something newer.
+      if (r.attempt !== undefined) return { run: toRun(pending), coalesced: true };
+      // Only while it is still queued: claimed or cancelled meanwhile, the trigger makes a run of its own.
+      const changed = await db('runs').where({ id: pending.id, state: 'queued' }).update({ ref: r.ref, commit: r.commit, trigger: r.trigger,
+        upstream: r.upstream ? JSON.stringify(r.upstream) : pending.upstream, stages: freshStages(r.stages) });
+      if (changed === 0) continue;
       return { run: (await findRun(db, pending.id))!, coalesced: true };
     }
     try {

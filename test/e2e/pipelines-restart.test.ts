@@ -2,14 +2,17 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { commit, git, must, startTestServer, TestServer, tmpDir, waitFor, workTree } from '../harness';
+import { commit, git, must, processesWith, startTestServer, TestServer, tmpDir, waitFor, workTree } from '../harness';
+
+// A duration no other process has, so a build's sleep can be told apart from any other.
+const SLEEP = 3000 + Math.floor(Math.random() * 6000);
 
 describe('pipelines across a server kill', () => {
   let server: TestServer;
   const scratch = tmpDir('cairn-restart-');
   const gate = path.join(scratch, 'gate');
-  const pidFile = path.join(scratch, 'pid');
-  before(async () => { server = await startTestServer({ CAIRN_WORKERS: '1' }); });
+  // No sandbox here: bubblewrap's commands die with the server (--die-with-parent); this tests what kills them otherwise.
+  before(async () => { server = await startTestServer({ CAIRN_WORKERS: '1', CAIRN_BUILD_SANDBOX: 'none' }); });
   after(() => server.stop());
 
   const runs = async (repo: string) => (await server.api('GET', `/api/v1/repos/${repo}/runs`, undefined, server.adminToken)).body as any[];
@@ -18,8 +21,7 @@ describe('pipelines across a server kill', () => {
     for (const name of ['one', 'two']) {
       await server.repo('acme', name);
       const def = { triggers: { push: ['refs/heads/main'] },
-        build: { run: `echo $$ > ${JSON.stringify(pidFile)}.$CAIRN_REPO_NAME; while [ ! -e ${JSON.stringify(gate)} ]; do sleep 0.05; done; echo done > "$CAIRN_OUTPUT_DIR/x"`
-          .replace(/\$CAIRN_REPO_NAME/g, name) } };
+        build: { run: `sleep ${SLEEP} & while [ ! -e ${JSON.stringify(gate)} ]; do sleep 0.05; done; echo done > "$CAIRN_OUTPUT_DIR/x"` } };
       assert.equal((await server.api('PUT', `/api/v1/repos/acme/${name}/pipeline`, def, server.adminToken)).status, 200);
     }
     const one = await workTree(server.url('acme/one', { user: 'admin', token: server.adminToken }));
@@ -27,18 +29,17 @@ describe('pipelines across a server kill', () => {
     const c1 = await commit(one, 'a', '1\n');
     await must(git(one, 'push', '-q', 'origin', 'main'));
     const running = await waitFor('run of one to start', async () => (await runs('acme/one')).find((r) => r.state === 'running'));
-    await waitFor('its command to start', async () => fs.existsSync(`${pidFile}.one`));
+    await waitFor('its command to start', async () => processesWith(`sleep ${SLEEP}`).length > 0);
     await commit(two, 'b', '1\n');
     await must(git(two, 'push', '-q', 'origin', 'main'));
     const waiting = await waitFor('run of two queued behind it (one worker)', async () => (await runs('acme/two')).find((r) => r.state === 'queued'));
 
     await server.stop('SIGKILL');
-    const orphan = Number(fs.readFileSync(`${pidFile}.one`, 'utf8'));
-    assert.doesNotThrow(() => process.kill(orphan, 0), 'the build outlived the killed server');
+    assert.ok(processesWith(`sleep ${SLEEP}`).length > 0, 'the build outlived the killed server');
     fs.writeFileSync(gate, '');
     await server.start();
 
-    await waitFor('the orphaned build to be killed', async () => { try { process.kill(orphan, 0); return false; } catch { return true; } });
+    await waitFor('the orphaned build to be killed', async () => processesWith(`sleep ${SLEEP}`).length === 0);
     const list = await waitFor('the retry to finish', async () => {
       const l = await runs('acme/one');
       return l.length === 2 && l[1].state === 'succeeded' ? l : null;

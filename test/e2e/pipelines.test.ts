@@ -1,10 +1,13 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { commit, git, must, startTestServer, TestServer, tmpDir, waitFor, workTree } from '../harness';
+import { commit, git, must, processesWith, startTestServer, TestServer, tmpDir, waitFor, workTree } from '../harness';
 
 const ENDED = ['succeeded', 'failed', 'cancelled'];
+// A duration no other process has, so a build's sleep can be told apart from any other.
+const SLEEP = 3000 + Math.floor(Math.random() * 6000);
 
 describe('pipelines: definitions, triggers, runs', () => {
   let server: TestServer;
@@ -70,9 +73,8 @@ describe('pipelines: definitions, triggers, runs', () => {
   });
 
   it('a push runs build and publish in a scrubbed environment; events say so', async () => {
-    const envFile = path.join(scratch, 'env.txt');
     const work = await setup('app', { triggers: { push: ['refs/heads/main'] },
-      build: { run: `env | sort > "$CAIRN_OUTPUT_DIR/env.txt"; cp "$CAIRN_OUTPUT_DIR/env.txt" ${JSON.stringify(envFile)}; echo built; cat hello.txt > "$CAIRN_OUTPUT_DIR/hello.txt"` } });
+      build: { run: 'env | sort > "$CAIRN_OUTPUT_DIR/env.txt"; echo built; cat hello.txt > "$CAIRN_OUTPUT_DIR/hello.txt"' } });
     const id = await commit(work, 'hello.txt', 'hello\n');
     await must(git(work, 'push', '-q', 'origin', 'main'));
     const first = await waitFor('a run', async () => (await runs('acme/app'))[0]);
@@ -81,7 +83,7 @@ describe('pipelines: definitions, triggers, runs', () => {
     assert.equal(run.state, 'succeeded', await log(first.id));
     assert.deepEqual(run.stages.map((s: any) => [s.name, s.state]), [['build', 'succeeded'], ['publish', 'succeeded']]);
     assert.ok(run.started_at && run.finished_at);
-    const env = fs.readFileSync(envFile, 'utf8');
+    const env = await (await fetch(`${server.base}/artifacts/acme/app/main/${run.build_date}/outputs/env.txt`, { headers: { authorization: `Bearer ${admin()}` } })).text();
     const names = env.split('\n').filter(Boolean).map((l) => l.slice(0, l.indexOf('=')));
     const allowed = new Set(['PATH', 'LANG', 'HOME', 'TMPDIR', 'PWD', 'SHLVL', 'OLDPWD', '_', 'CAIRN_REPO', 'CAIRN_REF', 'CAIRN_COMMIT', 'CAIRN_RELEASE', 'CAIRN_OUTPUT_DIR']);
     assert.deepEqual(names.filter((n) => !allowed.has(n)), [], 'only allow-listed variables reach a build');
@@ -111,6 +113,40 @@ describe('pipelines: definitions, triggers, runs', () => {
     const published = mine[3];
     assert.equal(published.result, 'success');
     assert.equal(published.url, `${base.replace('127.0.0.1', '127.0.0.1')}/`);
+  });
+
+  it('commands run in a sandbox: no server environment, data or keys, and a read-only git dir', async (t) => {
+    // .ci/run installs bubblewrap; a machine that cannot run it (a container without user namespaces) runs unsandboxed.
+    if (spawnSync('bwrap', ['--ro-bind', '/', '/', '--unshare-pid', '--proc', '/proc', '--dev', '/dev', 'true']).status !== 0) {
+      t.skip('bubblewrap cannot run here');
+      return;
+    }
+    const serverPid = server.child!.pid!;
+    const checks = [
+      `test -e ${JSON.stringify(path.join(server.dataDir, 'cairn.sqlite'))} && echo database`,
+      `ls ${JSON.stringify(server.keysDir)} | grep -q . && echo keys`,
+      `test -r /proc/${serverPid}/environ && echo server-environ`,
+      `grep -q canary-7f3a /proc/*/environ 2>/dev/null && echo canary`,
+      // Only the objects of the repository being built are there (read-only), no other repository.
+      `test -e ${JSON.stringify(path.join(server.dataDir, 'repos', 'acme', 'app.git'))} && echo other-repo`,
+      `touch ${JSON.stringify(path.join(server.dataDir, 'repos', 'acme', 'boxed.git', 'objects', 'x'))} 2>/dev/null && echo objects-writable`,
+      '(mkdir -p .git/hooks && echo x > .git/hooks/post-checkout) 2>/dev/null && echo git-writable',
+      'git rev-parse HEAD > "$CAIRN_OUTPUT_DIR/head"',
+      'echo ok > "$CAIRN_OUTPUT_DIR/done"',
+    ].map((c) => `{ ${c}; } >> "$CAIRN_OUTPUT_DIR/leaks" || true`).join('\n');
+    const marker = path.join(scratch, 'hook-ran');
+    const work = await setup('boxed', { triggers: { push: ['refs/heads/main'] },
+      adjust: { run: `(mkdir -p .git/hooks && printf '#!/bin/sh\\ntouch ${marker}\\n' > .git/hooks/post-checkout && chmod +x .git/hooks/post-checkout; git config core.fsmonitor "touch ${marker}") 2>/dev/null; echo changed >> README` },
+      build: { run: checks } });
+    const id = await commit(work, 'README', 'hi\n');
+    await must(git(work, 'push', '-q', 'origin', 'main'));
+    const run = await ended((await waitFor('run', async () => (await runs('acme/boxed'))[0])).id);
+    assert.equal(run.state, 'succeeded', await log(run.id));
+    const out = (f: string) => fetch(`${server.base}/artifacts/acme/boxed/main/${run.build_date}/outputs/${f}`, { headers: { authorization: `Bearer ${admin()}` } }).then((r) => r.text());
+    assert.equal(await out('leaks'), '', 'nothing of the server reachable');
+    assert.equal((await out('head')).trim(), run.adjust.commit, 'git works, read-only, on the adjusted commit');
+    assert.ok(run.adjust.tag && run.adjust.commit !== id);
+    assert.ok(!fs.existsSync(marker), 'nothing the adjust command planted ran');
   });
 
   it('a failing build is published as fail and latest_build stays on the last success', async () => {
@@ -206,17 +242,16 @@ describe('pipelines: definitions, triggers, runs', () => {
   });
 
   it('cancel and timeout kill the whole process group; a huge log is capped and the run still succeeds', async () => {
-    const pidFile = path.join(scratch, 'bg.pid');
     const work = await setup('long', { triggers: { push: ['refs/heads/main', 'refs/heads/slow', 'refs/heads/loud'] },
       build: { run: `case "$CAIRN_REF" in
-        refs/heads/main) sleep 300 & echo $! > ${JSON.stringify(pidFile)}; echo started; wait ;;
-        refs/heads/slow) sleep 300 & echo $! > ${JSON.stringify(pidFile + '.slow')}; wait ;;
+        refs/heads/main) sleep ${SLEEP} & echo started; wait ;;
+        refs/heads/slow) sleep ${SLEEP + 1} & wait ;;
         refs/heads/loud) head -c 20000000 /dev/zero | tr '\\0' x; echo; echo done > "$CAIRN_OUTPUT_DIR/ok" ;;
       esac`, timeout_s: 3 } });
     await commit(work, 'f', '1\n');
     await must(git(work, 'push', '-q', 'origin', 'main'));
     const run = await waitFor('running', async () => (await runs('acme/long')).find((r) => r.state === 'running'));
-    await waitFor('the build to start its child', async () => fs.existsSync(pidFile) && fs.readFileSync(pidFile, 'utf8').trim());
+    await waitFor('the build to start its child', async () => processesWith(`sleep ${SLEEP}`).length > 0);
     // Streaming the log while the run goes on.
     const follow = await fetch(`${server.base}/api/v1/runs/${run.id}/log?follow=true`, { headers: { authorization: `Bearer ${admin()}` } });
     const reader = follow.body!.getReader();
@@ -228,8 +263,7 @@ describe('pipelines: definitions, triggers, runs', () => {
     assert.equal(done.state, 'cancelled');
     for (;;) { const chunk = await reader.read(); if (chunk.done) break; streamed += new TextDecoder().decode(chunk.value); }
     assert.match(streamed, /run cancelled/, 'the followed log ends when the run does');
-    const pid = Number(fs.readFileSync(pidFile, 'utf8'));
-    await waitFor('the background child to be killed', async () => { try { process.kill(pid, 0); return false; } catch { return true; } });
+    await waitFor('the background child to be killed', async () => processesWith(`sleep ${SLEEP}`).length === 0);
     assert.equal((await server.api('POST', `/api/v1/runs/${run.id}/cancel`, undefined, admin())).status, 409);
     const cancelEvents = ((await server.api('GET', '/api/v1/events?repo=acme/long&limit=1000', undefined, admin())).body as any[])
       .filter((e) => e.run_id === run.id && e.event === 'build.published');
@@ -239,8 +273,7 @@ describe('pipelines: definitions, triggers, runs', () => {
     const slow = await ended((await waitFor('slow run', async () => (await runs('acme/long')).find((r) => r.ref === 'refs/heads/slow'))).id);
     assert.equal(slow.state, 'failed');
     assert.match(slow.reason, /build timed out after 3 s/);
-    const slowPid = Number(fs.readFileSync(pidFile + '.slow', 'utf8'));
-    await waitFor('the timed-out child to be killed', async () => { try { process.kill(slowPid, 0); return false; } catch { return true; } });
+    await waitFor('the timed-out child to be killed', async () => processesWith(`sleep ${SLEEP + 1}`).length === 0);
 
     await must(git(work, 'push', '-q', 'origin', 'main:loud'));
     const loud = await ended((await waitFor('loud run', async () => (await runs('acme/long')).find((r) => r.ref === 'refs/heads/loud'))).id, 60_000);

@@ -209,6 +209,16 @@ export async function startTestServer(extraEnv: NodeJS.ProcessEnv = {}): Promise
   return server;
 }
 
+/** Pids of the processes whose command line contains `token` (a build's processes, seen from outside its sandbox). */
+export function processesWith(token: string): number[] {
+  const pids: number[] = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
+    try { if (fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0').join(' ').includes(token)) pids.push(Number(d)); } catch { /* gone */ }
+  }
+  return pids;
+}
+
 /** A fresh working copy with one commit, its remote pointed at `url`. */
 export async function workTree(url: string, message = 'first'): Promise<string> {
   const dir = tmpDir('cairn-work-');

@@ -40,6 +40,11 @@ describe('pipeline definitions', () => {
     assert.equal(refOfRelease('tags/v1.0'), 'refs/tags/v1.0');
     assert.equal(refOfRelease('feature/x'), 'refs/heads/feature/x');
     assert.throws(() => releaseOf('refs/notes/x'));
+    // No branch can publish into a tag's release.
+    assert.equal(releaseOf('refs/heads/tags/v1'), 'heads/tags/v1');
+    assert.equal(refOfRelease('heads/tags/v1'), 'refs/heads/tags/v1');
+    assert.equal(releaseOf('refs/heads/heads/x'), 'heads/heads/x');
+    assert.equal(refOfRelease(releaseOf('refs/heads/heads/x')), 'refs/heads/heads/x');
   });
 
   it('keeps builds by the first matching retention pattern, forever when none matches', () => {
