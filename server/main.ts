@@ -10,7 +10,8 @@ import { loadSigningKey, SecretBox } from './auth';
 import { WebhookWorker } from './events';
 import { baseGitEnv, clearOwnStaleLock, isProcessAlive, repoPath, wireRepo } from './git';
 import { HookServer } from './transport/hook';
-import { createHttpApp, listenHttp } from './transport/http';
+import { createHttpApp, createRepo, listenHttp } from './transport/http';
+import { Archive } from './archive';
 import { startSsh } from './transport/ssh';
 import os from 'node:os';
 
@@ -42,9 +43,19 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const reclaimed = await webhooks.reclaimOrphans();
   if (reclaimed > 0) log.info({ reclaimed }, 'webhook deliveries a previous process was sending are queued again');
   webhooks.start();
-  const app = createHttpApp({ config, db, log, signingKey, secrets, gitEnv, hooks,
-    publicUrl: () => config.publicUrl ?? `http://${config.bind.includes(':') ? `[${config.bind}]` : config.bind}:${httpPort}`,
-    sshPort: () => ssh.port });
+  const publicUrl = () => config.publicUrl ?? `http://${config.bind.includes(':') ? `[${config.bind}]` : config.bind}:${httpPort}`;
+  // Scratch dirs of tasks a killed process left behind are of no use to anyone: cleared at start.
+  const archiveWork = path.join(config.dataDir, 'archive-work', os.hostname());
+  fs.rmSync(archiveWork, { recursive: true, force: true });
+  const archive = new Archive({ db, config: config.archive, reposDir: config.reposDir, workDir: archiveWork,
+    gitEnv, log: log.child({ mod: 'archive' }), writeRefs: (actor, repo, updates) => hooks.writeRefs(actor, repo, updates),
+    createRepo: (tenant, name, createdBy) => createRepo({ db, gitEnv, config }, tenant, name, false, createdBy),
+    repoUrls: (r) => ({ readonly: `${publicUrl()}/${r.tenantName}/${r.name}.git`, readwrite: sshUrl(publicUrl(), ssh.port, `${r.tenantName}/${r.name}`) }) },
+  isProcessAlive);
+  const reclaimedTasks = await archive.tasks.reclaimOrphans();
+  if (reclaimedTasks > 0) log.info({ reclaimed: reclaimedTasks }, 'archive tasks a previous process was running are queued again');
+  archive.tasks.start();
+  const app = createHttpApp({ config, db, log, signingKey, secrets, gitEnv, hooks, publicUrl, sshPort: () => ssh.port, archive });
   const server: http.Server = await listenHttp(app, config.httpPort, config.bind);
   httpPort = (server.address() as net.AddressInfo).port;
   log.info({ http_port: httpPort, ssh_port: ssh.port, hook_port: hooks.port, bind: config.bind, data_dir: config.dataDir },
@@ -57,11 +68,17 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       await new Promise<void>((resolve) => { server.close(() => resolve()); server.closeIdleConnections(); });
       await ssh.close();
       await webhooks.stop();
+      await archive.tasks.stop();
       await hooks.close();
       await db.destroy();
     },
   };
 }
+
+const sshUrl = (base: string, port: number, repo: string): string => {
+  const host = new URL(base).hostname;
+  return `ssh://git@${host.includes(':') ? `[${host}]` : host}:${port}/${repo}.git`;
+};
 
 /** Every repository gets the current hook and settings, so an upgrade reaches repositories made by an older Cairn. */
 async function prepareRepos(db: Knex, config: Config, gitEnv: NodeJS.ProcessEnv, log: Logger): Promise<void> {

@@ -17,7 +17,55 @@ export type Config = Readonly<{
   logLevel: string;
   /** The first webhook retry waits this long, each next one twice as long (capped at an hour). */
   webhookRetryBaseMs: number;
+  /** The archive (Repour) API: see docs/archive.md. */
+  archive: ArchiveConfig;
 }>;
+
+export type ArchiveConfig = Readonly<{
+  /** The tenant that holds archive repositories (created on first use). */
+  tenant: string;
+  /** URL prefixes an origin must start with; empty refuses every origin. */
+  allowedOrigins: readonly string[];
+  /** Build type → shell command run in the checkout by /repour/adjust. */
+  adjusters: Readonly<Record<string, string>>;
+  callbackRetryBaseMs: number;
+  fetchTimeoutMs: number;
+  adjustTimeoutMs: number;
+  /** Largest origin download, and largest unpacked tree, in bytes. */
+  maxBytes: number;
+  maxEntries: number;
+  /** Callback tasks one process runs at once. */
+  workers: number;
+}>;
+
+function archiveConfig(env: NodeJS.ProcessEnv): ArchiveConfig {
+  let adjusters: Record<string, string> = {};
+  try {
+    adjusters = JSON.parse(env.CAIRN_ARCHIVE_ADJUSTERS || '{}');
+  } catch {
+    throw new ConfigError('CAIRN_ARCHIVE_ADJUSTERS must be JSON: {"BUILD_TYPE": "command"}');
+  }
+  if (typeof adjusters !== 'object' || adjusters === null || Array.isArray(adjusters) ||
+    Object.values(adjusters).some((c) => typeof c !== 'string' || c.trim() === '')) {
+    throw new ConfigError('CAIRN_ARCHIVE_ADJUSTERS must be a JSON object of build type → non-empty command');
+  }
+  const allowedOrigins = (env.CAIRN_ARCHIVE_ALLOWED_ORIGINS || '').split(',').map((p) => p.trim()).filter(Boolean);
+  for (const p of allowedOrigins) {
+    // A bare scheme or host-less prefix would allow everything behind it, internal addresses included.
+    if (!/^(https?|git|ssh):\/\/[^/\s]+\//.test(p)) throw new ConfigError(`CAIRN_ARCHIVE_ALLOWED_ORIGINS: "${p}" must be a URL prefix with a host and a path, ending at a "/"`);
+  }
+  return Object.freeze({
+    tenant: env.CAIRN_ARCHIVE_TENANT || 'archive',
+    allowedOrigins: Object.freeze(allowedOrigins),
+    adjusters: Object.freeze(adjusters),
+    callbackRetryBaseMs: positive('CAIRN_ARCHIVE_CALLBACK_RETRY_BASE_MS', env.CAIRN_ARCHIVE_CALLBACK_RETRY_BASE_MS || '2000'),
+    fetchTimeoutMs: 1000 * positive('CAIRN_ARCHIVE_FETCH_TIMEOUT_S', env.CAIRN_ARCHIVE_FETCH_TIMEOUT_S || '600'),
+    adjustTimeoutMs: 1000 * positive('CAIRN_ARCHIVE_ADJUST_TIMEOUT_S', env.CAIRN_ARCHIVE_ADJUST_TIMEOUT_S || '3600'),
+    maxBytes: positive('CAIRN_ARCHIVE_MAX_BYTES', env.CAIRN_ARCHIVE_MAX_BYTES || String(2 * 1024 ** 3)),
+    maxEntries: positive('CAIRN_ARCHIVE_MAX_ENTRIES', env.CAIRN_ARCHIVE_MAX_ENTRIES || '200000'),
+    workers: positive('CAIRN_ARCHIVE_WORKERS', env.CAIRN_ARCHIVE_WORKERS || '2'),
+  });
+}
 
 export type ConfigFlags = Partial<Record<'dataDir' | 'httpPort' | 'sshPort' | 'bind' | 'publicUrl' |
   'databaseUrl' | 'keysDir' | 'logLevel', string>>;
@@ -66,5 +114,6 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: ConfigFlags = {}): Con
     maxPushBytes,
     logLevel: pick('logLevel', 'CAIRN_LOG_LEVEL', 'info'),
     webhookRetryBaseMs: positive('CAIRN_WEBHOOK_RETRY_BASE_MS', env.CAIRN_WEBHOOK_RETRY_BASE_MS || '2000'),
+    archive: archiveConfig(env),
   });
 }

@@ -8,3 +8,4 @@ export * from './pushes';
 export * from './keys';
 export * from './events';
 export * from './webhooks';
+export * from './archive';

@@ -5,9 +5,11 @@ import { metrics, registry } from '../../metrics';
 import { apiRouter, API_PREFIX } from './api';
 import type { ApiDeps } from './api';
 import { matchGitPath, serveGitHttp } from './git';
+import { REPOUR_PREFIX, serveRepour } from './repour';
 
 export type { ApiDeps } from './api';
 export { openApiDocument, routes, API_PREFIX } from './api';
+export { createRepo } from './api/repos';
 
 /** The HTTP face: /healthz, /metrics, smart HTTP git and the REST API, with one place where errors become responses. */
 export function createHttpApp(deps: ApiDeps): Koa {
@@ -41,6 +43,7 @@ export function createHttpApp(deps: ApiDeps): Koa {
       ctx.body = await registry.metrics();
       return;
     }
+    if (ctx.path === REPOUR_PREFIX || ctx.path.startsWith(`${REPOUR_PREFIX}/`)) return serveRepour(ctx, deps);
     const gitPath = matchGitPath(ctx.path);
     if (gitPath) return serveGitHttp(ctx, deps, gitPath);
     return next();

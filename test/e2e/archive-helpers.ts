@@ -1,0 +1,83 @@
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { TestServer } from '../harness';
+
+/** A port nobody listens on now (the server is started on it, so the allow-list can name it beforehand). */
+export async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+export async function archiveToken(server: TestServer): Promise<string> {
+  const t = await server.api('POST', '/api/v1/users/admin/tokens', { permissions: ['archive'] }, server.adminToken);
+  if (t.status !== 201) throw new Error(JSON.stringify(t.body));
+  return t.body.token;
+}
+
+export type RepourAnswer = { status: number; body: any };
+
+export async function repour(server: TestServer, token: string | null, endpoint: string, body: unknown): Promise<RepourAnswer> {
+  const res = await fetch(`${server.base}/repour/${endpoint}`, { method: 'POST',
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: typeof body === 'string' ? body : JSON.stringify(body) });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : text };
+}
+
+type Entry = { name: string; type?: '0' | '2' | '1' | '3' | '5' | '6'; content?: string | Buffer; link?: string; mode?: number };
+
+/** A ustar archive written byte by byte, so a test can make the hostile entries no tar tool would write. */
+export function tarball(entries: Entry[], gzip = true): Buffer {
+  const blocks: Buffer[] = [];
+  for (const e of entries) {
+    const body = Buffer.from(e.content ?? '');
+    const h = Buffer.alloc(512);
+    h.write(e.name, 0, 100, 'utf8');
+    h.write(((e.mode ?? (e.type === '5' ? 0o755 : 0o644)).toString(8)).padStart(7, '0') + '\0', 100);
+    h.write('0000000\0', 108); h.write('0000000\0', 116);
+    h.write(body.length.toString(8).padStart(11, '0') + '\0', 124);
+    h.write('00000000000\0', 136);
+    h.write('        ', 148);
+    h.write(e.type ?? '0', 156);
+    if (e.link) h.write(e.link, 157, 100, 'utf8');
+    h.write('ustar\u000000', 257, 'latin1');
+    let sum = 0; for (const b of h) sum += b;
+    h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
+    blocks.push(h, body, Buffer.alloc((512 - (body.length % 512)) % 512));
+  }
+  blocks.push(Buffer.alloc(1024));
+  const tar = Buffer.concat(blocks);
+  return gzip ? zlib.gzipSync(tar) : tar;
+}
+
+/**
+ * A local origin for archives and misbehaving servers: files under /files/, a server that never answers
+ * (/hang…), one that is not git (/notgit…), an endless body (/endless), redirects (/redirect?to=URL).
+ */
+export async function originServer(dir: string): Promise<{ url: string; close(): void }> {
+  const held: http.ServerResponse[] = [];
+  const server = http.createServer((req, res) => {
+    const u = new URL(req.url!, 'http://x');
+    if (u.pathname.startsWith('/hang')) { held.push(res); return; }
+    if (u.pathname.startsWith('/notgit')) { res.setHeader('content-type', 'text/html'); res.end('<html>hello</html>'); return; }
+    if (u.pathname === '/redirect') { res.statusCode = 302; res.setHeader('location', u.searchParams.get('to')!); res.end(); return; }
+    if (u.pathname === '/endless') {
+      const chunk = Buffer.alloc(64 * 1024, 7);
+      const pump = () => { while (res.write(chunk)) { /* until the socket pushes back */ } };
+      res.on('drain', pump); res.on('error', () => undefined); pump();
+      return;
+    }
+    const file = path.join(dir, decodeURIComponent(u.pathname.replace(/^\/files\//, '')));
+    if (!u.pathname.startsWith('/files/') || !fs.existsSync(file)) { res.statusCode = 404; res.end(); return; }
+    res.end(fs.readFileSync(file));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+  return { url, close: () => { for (const r of held) r.destroy(); server.closeAllConnections(); server.close(); } };
+}
