@@ -4,6 +4,7 @@ import path from 'node:path';
 import { commit, git, gitEnvRun, must, run, sshCommand, sshKeyPair, startTestServer, TestServer, tmpDir } from '../test/harness';
 import { ensureSshd, startSshd } from './sshd';
 import { ensureInstalled, startReference } from './reference';
+import { archiveBench } from './archive';
 
 // npm run bench: Cairn side by side with git http-backend (nginx + fcgiwrap) in one run, on the same
 // fixtures and the same git client. Ratios matter; absolute figures move with the machine.
@@ -136,6 +137,7 @@ async function main(): Promise<void> {
   const cpuPerConnection = await serverCpuPerConnection(cairn.child!.pid!, () => run('ssh', [...sshCommand(cairn, key.path).slice(1), 'git@127.0.0.1', 'info']));
   sshd.stop();
   await cairn.stop();
+  const archive = await archiveBench();
 
   const gitVersion = (await run('git', ['--version'])).stdout.trim().replace('git version ', '');
   const lines = [
@@ -145,6 +147,7 @@ async function main(): Promise<void> {
     `Cairn server RSS (node process) during the ${CONCURRENT} concurrent clones: max ${cairnRss.toFixed(0)} MB.`,
     '', 'SSH:', '', ...table(ssh, 'sshd + git-shell'), '',
     `Cairn server CPU per new SSH connection (key exchange, public-key auth, one \`info\`): ${cpuPerConnection.toFixed(1)} ms.`,
+    '', ...archive,
   ];
   process.stdout.write(lines.join('\n') + '\n');
   fs.rmSync(work, { recursive: true, force: true });

@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { git, runGit } from '../git';
 import * as store from '../store';
 import type { ArchivedTree, Repo } from '../store';
@@ -38,6 +40,25 @@ export async function refId(env: NodeJS.ProcessEnv, repoDir: string, ref: string
 
 export async function isValidTagName(env: NodeJS.ProcessEnv, name: string): Promise<boolean> {
   return name.length <= 200 && (await runGit(['check-ref-format', `refs/tags/${name}`], { env })).code === 0;
+}
+
+/**
+ * Copies a commit and everything it reaches from a scratch repository into an archive repository as one
+ * pack, without a fetch: a fetch would negotiate with every one of the archive's tags. No ref is written.
+ */
+export async function copyCommitPack(env: NodeJS.ProcessEnv, from: string, to: string, commit: string, scratch: string): Promise<void> {
+  const base = path.join(scratch, 'pack');
+  const hash = (await git(['pack-objects', '--revs', '-q', base], { env: { ...env, GIT_DIR: from }, input: `${commit}\n` })).trim();
+  const packDir = path.join(to, 'objects', 'pack');
+  // The .idx last: git uses a pack only once its index is there. Each file is renamed into place (a twin
+  // request may hold the very same pack open) and one already there is left alone.
+  for (const ext of ['pack', 'idx']) {
+    const target = path.join(packDir, `pack-${hash}.${ext}`);
+    if (fs.existsSync(target)) continue;
+    const tmp = path.join(packDir, `tmp_cairn_${process.pid}_${Math.random().toString(36).slice(2)}.${ext}`);
+    fs.copyFileSync(`${base}-${hash}.${ext}`, tmp);
+    fs.renameSync(tmp, target);
+  }
 }
 
 /** Writes ref updates through the hook server; a refusal becomes a processing error naming each ref. */

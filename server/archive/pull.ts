@@ -7,7 +7,8 @@ import { downloadArchive, fetchGitRef } from './origin';
 import { archiveRepoDir, ensureArchiveRepo } from './repos';
 import { checkoutTree, importTree } from './tree';
 import { unpackArchive, unwrapSingleDir } from './unpack';
-import { commitTree, tagTree } from './land';
+import { commitTree, copyCommitPack, tagTree } from './land';
+import * as store from '../store';
 import { runAdjuster } from './adjuster';
 
 export type PullRequest = { name: string; type: 'git' | 'archive'; url: string; ref?: string | null; adjust?: boolean };
@@ -30,11 +31,10 @@ export async function checkTreeSize(deps: ArchiveDeps, repoDir: string, commit: 
 }
 
 /** The origin's files for `ref`, written out under the scratch dir; answers their directory. */
-async function originFiles(deps: ArchiveDeps, run: TaskRun, req: PullRequest): Promise<string> {
+async function originFiles(deps: ArchiveDeps, run: TaskRun, req: PullRequest, src: string): Promise<string> {
   const files = path.join(run.scratch, 'files');
   fs.mkdirSync(files);
   if (req.type === 'git') {
-    const src = path.join(run.scratch, 'origin.git');
     const commit = await fetchGitRef(deps.gitEnv, req.url, req.ref ?? null, src, limitsOf(deps), run.signal, { shallow: true });
     await checkTreeSize(deps, src, commit);
     await checkoutTree(deps.gitEnv, src, commit, files, run.scratch);
@@ -52,13 +52,20 @@ async function originFiles(deps: ArchiveDeps, run: TaskRun, req: PullRequest): P
  * tagged `repour-<commit>` on `branch-pull-<commit>`. The same tree again answers the first tag.
  */
 export async function pull(deps: ArchiveDeps, run: TaskRun, req: PullRequest): Promise<Record<string, unknown>> {
-  const files = await originFiles(deps, run, req);
+  // The tree is made in a scratch repository: finding it already archived never touches the archive
+  // repository, so the answer costs the same with 10 tags or 100,000.
+  const staging = path.join(run.scratch, 'origin.git');
+  const files = await originFiles(deps, run, req, staging);
+  if (!fs.existsSync(staging)) await git(['init', '-q', '--bare', staging], { env: deps.gitEnv });
   const { repo } = await ensureArchiveRepo(deps, req.name, run.actor.userName);
   const dir = archiveRepoDir(deps, repo);
   const url = deps.repoUrls(repo);
-  const tree = await importTree(deps.gitEnv, dir, files, run.scratch, deps.config);
-  const commit = await commitTree(deps.gitEnv, dir, tree, []);
-  const pulled = await tagTree(deps, run, repo, { tree, commit, tagName: `repour-${commit}`,
+  const tree = await importTree(deps.gitEnv, staging, files, run.scratch, deps.config);
+  const seen = await store.findArchivedTree(deps.db, repo.id, tree);
+  if (seen && !req.adjust) return { branch: seen.branch, tag: seen.tag, url };
+  const commit = await commitTree(deps.gitEnv, staging, tree, []);
+  if (!seen) await copyCommitPack(deps.gitEnv, staging, dir, commit, run.scratch);
+  const pulled = seen ?? await tagTree(deps, run, repo, { tree, commit, tagName: `repour-${commit}`,
     message: `Origin: ${req.url}\nReference: ${req.ref ?? 'HEAD'}\nType: ${req.type}\n`, branch: () => `branch-pull-${commit}` });
   const pullAnswer = { branch: pulled.branch, tag: pulled.tag, url };
   if (!req.adjust) return pullAnswer;
