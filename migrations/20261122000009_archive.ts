@@ -30,8 +30,12 @@ export async function up(db: Knex): Promise<void> {
     t.string('lease_until', 32);
     t.integer('result_status');
     t.text('result_body');
+    // Where a 200 result goes, and where any other goes (Repour's positiveCallback / negativeCallback;
+    // both are the request's `callback` when it has only that).
     t.text('callback_url');
     t.string('callback_method', 8);
+    t.text('failure_callback_url');
+    t.string('failure_callback_method', 8);
     // none | pending → sending → delivered | pending again (retry) | failed (sends used up)
     t.string('callback_state', 16).notNullable().defaultTo('none');
     t.integer('callback_attempts').notNullable().defaultTo(0);

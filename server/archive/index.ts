@@ -15,7 +15,7 @@ export const ARCHIVE_ENDPOINTS = ['pull', 'adjust', 'clone', 'internal-scm'] as 
 export type ArchiveEndpoint = typeof ARCHIVE_ENDPOINTS[number];
 
 export type ArchiveCall = { endpoint: ArchiveEndpoint; request: Record<string, unknown>; user: { id: number; name: string };
-  taskId: string | null; callback: { url: string; method: string } | null };
+  taskId: string | null; callback: store.TaskCallback | null };
 
 /** The archive as the HTTP face sees it: run a request (now, or as a callback task), cancel, translate a URL. */
 export class Archive {

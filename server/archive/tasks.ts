@@ -80,6 +80,7 @@ export class ArchiveTasks {
 
   private async tick(): Promise<void> {
     const cancelled = await store.heartbeat(this.deps.db, [...this.running.keys()], this.owner, LEASE_MS);
+    await store.abandonExpiredSyncTasks(this.deps.db);
     for (const id of cancelled) this.running.get(id)?.abort();
     const free = this.deps.config.workers - this.queued.size;
     for (const task of await store.claimTasks(this.deps.db, free, this.owner, LEASE_MS)) {

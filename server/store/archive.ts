@@ -25,20 +25,24 @@ export async function recordArchivedTree(db: Db, t: ArchivedTree): Promise<Archi
 
 export type TaskState = 'queued' | 'running' | 'done' | 'cancelled' | 'abandoned';
 export type ArchiveTask = { id: string; taskId: string | null; endpoint: string; request: Record<string, unknown>;
-  userId: number; userName: string; state: TaskState; cancelRequested: boolean; callback: { url: string; method: string } | null;
+  userId: number; userName: string; state: TaskState; cancelRequested: boolean; callback: TaskCallback | null;
   callbackAttempts: number; resultStatus: number | null; resultBody: unknown };
 type TaskRow = { id: string; task_id: string | null; endpoint: string; request: string; user_id: number; user_name: string;
   state: TaskState; cancel_requested: boolean | number; lease_owner: string | null; lease_until: string | null;
   result_status: number | null; result_body: string | null; callback_url: string | null; callback_method: string | null;
+  failure_callback_url: string | null; failure_callback_method: string | null;
   callback_state: string; callback_attempts: number; callback_next_at: string | null; created_at: string; finished_at: string | null };
 const toTask = (r: TaskRow): ArchiveTask => ({ id: r.id, taskId: r.task_id, endpoint: r.endpoint, request: JSON.parse(r.request),
   userId: r.user_id, userName: r.user_name, state: r.state, cancelRequested: Boolean(r.cancel_requested),
-  callback: r.callback_url ? { url: r.callback_url, method: r.callback_method ?? 'POST' } : null,
+  callback: r.callback_url ? { url: r.callback_url, method: r.callback_method ?? 'POST',
+    failureUrl: r.failure_callback_url ?? r.callback_url, failureMethod: r.failure_callback_method ?? r.callback_method ?? 'POST' } : null,
   callbackAttempts: r.callback_attempts, resultStatus: r.result_status,
   resultBody: r.result_body === null ? null : JSON.parse(r.result_body) });
 
 export type NewTask = { id: string; taskId: string | null; endpoint: string; request: Record<string, unknown>; userId: number;
-  userName: string; callback: { url: string; method: string } | null };
+  userName: string; callback: TaskCallback | null };
+/** Where the result is sent: `url` for a 200, `failureUrl` for anything else. */
+export type TaskCallback = { url: string; method: string; failureUrl: string; failureMethod: string };
 
 /**
  * A callback task waits in the queue; a synchronous one is running at once, leased to the process that
@@ -48,7 +52,8 @@ export async function insertTask(db: Db, t: NewTask, runningAs: { owner: string;
   await db('archive_tasks').insert({ id: t.id, task_id: t.taskId, endpoint: t.endpoint, request: JSON.stringify(t.request),
     user_id: t.userId, user_name: t.userName, state: runningAs ? 'running' : 'queued', cancel_requested: false,
     lease_owner: runningAs?.owner ?? null, lease_until: runningAs ? instant(runningAs.leaseMs) : null,
-    callback_url: t.callback?.url ?? null, callback_method: t.callback?.method ?? null, callback_state: 'none',
+    callback_url: t.callback?.url ?? null, callback_method: t.callback?.method ?? null,
+    failure_callback_url: t.callback?.failureUrl ?? null, failure_callback_method: t.callback?.failureMethod ?? null, callback_state: 'none',
     callback_attempts: 0, created_at: instant() });
 }
 
@@ -122,13 +127,24 @@ export async function claimDueCallbacks(db: Knex, limit: number, owner: string, 
   if (isPg(db)) due.forUpdate().skipLocked();
   const rows = await db('archive_tasks').whereIn('id', due).update({ callback_state: 'sending', lease_owner: owner,
     lease_until: instant(leaseMs), callback_attempts: db.raw('callback_attempts + 1') }).returning('*');
-  return (rows as TaskRow[]).map((r) => ({ id: r.id, url: r.callback_url!, method: r.callback_method ?? 'POST',
-    attempts: r.callback_attempts, status: r.result_status ?? 500, body: r.result_body === null ? {} : JSON.parse(r.result_body) }));
+  return (rows as TaskRow[]).map((r) => {
+    const status = r.result_status ?? 500;
+    const ok = status === 200;
+    return { id: r.id, url: ok ? r.callback_url! : r.failure_callback_url ?? r.callback_url!,
+      method: (ok ? r.callback_method : r.failure_callback_method ?? r.callback_method) ?? 'POST',
+      attempts: r.callback_attempts, status, body: r.result_body === null ? {} : JSON.parse(r.result_body) };
+  });
 }
 
 export async function finishCallback(db: Db, id: string, outcome: { state: 'delivered' | 'failed' | 'pending'; retryInMs?: number }): Promise<void> {
   await db('archive_tasks').where('id', id).update({ callback_state: outcome.state, lease_owner: null, lease_until: null,
     ...(outcome.retryInMs !== undefined ? { callback_next_at: instant(outcome.retryInMs) } : {}) });
+}
+
+/** Synchronous tasks whose runner's lease ran out (another replica died): their caller is gone. */
+export async function abandonExpiredSyncTasks(db: Db): Promise<void> {
+  await db('archive_tasks').where('state', 'running').whereNull('callback_url').andWhere('lease_until', '<', instant())
+    .update({ state: 'abandoned', finished_at: instant(), lease_owner: null, lease_until: null });
 }
 
 /** Work held by owners whose name starts with `prefix` (this host's processes), for the caller to judge. */

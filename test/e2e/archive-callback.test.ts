@@ -89,6 +89,18 @@ describe('archive: callback mode, retries, restarts, cancel (issue 5 point 4)', 
     rx.close();
   });
 
+  it('sends a 200 to positiveCallback and anything else to negativeCallback', async () => {
+    const pos = await receiver(() => 200); const neg = await receiver(() => 200);
+    const split = { positiveCallback: { url: pos.url }, negativeCallback: { url: neg.url, method: 'PUT' } };
+    const good = await call('adjust', { ref: 'main', internal_url: internal(), originRepoUrl: originUrl(), sync: true, buildType: 'MVN', ...split });
+    const bad = await call('adjust', { ref: 'nope', internal_url: internal(), buildType: 'MVN', ...split });
+    assert.deepEqual([good.status, bad.status], [202, 202]);
+    await waitFor('both callbacks', async () => pos.got.length > 0 && neg.got.length > 0);
+    assert.deepEqual(pos.got.map((g) => [g.method, g.body.callback.id, g.body.callback.status]), [['POST', good.body.callback.id, 200]]);
+    assert.deepEqual(neg.got.map((g) => [g.method, g.body.callback.id, g.body.callback.status]), [['PUT', bad.body.callback.id, 400]]);
+    pos.close(); neg.close();
+  });
+
   it('retries a failing receiver with backoff, the same id each time, 9 sends at most', async () => {
     const flaky = await receiver((n) => (n <= 3 ? 503 : 200));
     const r = await call('internal-scm', { project: 'flaky', owner_groups: [], callback: { url: flaky.url } });

@@ -96,11 +96,20 @@ async function readJson(ctx: Context): Promise<unknown> {
 }
 
 const withoutCallback = (r: Record<string, unknown>): Record<string, unknown> => {
-  const { callback: _callback, ...rest } = r;
+  const { callback: _c, positiveCallback: _p, negativeCallback: _n, ...rest } = r;
   return rest;
 };
 
-function callbackOf(r: Record<string, unknown>): { url: string; method: string } | null {
-  const c = r.callback as { url?: string; uri?: string; method?: string } | undefined;
-  return c ? { url: (c.url ?? c.uri)!, method: c.method ?? 'POST' } : null;
+type CallbackBody = { url?: string; uri?: string; method?: string } | undefined;
+
+/**
+ * Callback mode, as Repour decides it: `callback`, or both `positiveCallback` and `negativeCallback`.
+ * A 200 result goes to positiveCallback (else callback), any other to negativeCallback (else callback).
+ */
+function callbackOf(r: Record<string, unknown>): { url: string; method: string; failureUrl: string; failureMethod: string } | null {
+  const [c, pos, neg] = [r.callback, r.positiveCallback, r.negativeCallback] as CallbackBody[];
+  if (!c && !(pos && neg)) return null;
+  const success = (pos ?? c)!; const failure = (neg ?? c)!;
+  return { url: (success.url ?? success.uri)!, method: success.method ?? 'POST', failureUrl: (failure.url ?? failure.uri)!,
+    failureMethod: failure.method ?? 'POST' };
 }

@@ -69,9 +69,10 @@ export function validateBody(endpoint: Endpoint, body: unknown): ValidationError
     const c = b[key] as Record<string, unknown> | undefined;
     if (c && !c.url && !c.uri) errors.push({ error_message: 'a callback needs a url (or uri)', error_type: 'dictionary value', path: [key] });
   }
-  // Repour's split callbacks are not supported here: refused, not ignored (one callback URL per task).
-  for (const key of ['positiveCallback', 'negativeCallback']) {
-    if (b[key] !== undefined) errors.push({ error_message: `${key} is not supported; use callback`, error_type: 'dictionary value', path: [key] });
+  // Split callbacks come in pairs (or with callback): one alone would be silently never called.
+  if (!b.callback && (b.positiveCallback === undefined) !== (b.negativeCallback === undefined)) {
+    const lone = b.positiveCallback !== undefined ? 'positiveCallback' : 'negativeCallback';
+    errors.push({ error_message: 'positiveCallback and negativeCallback go together (or with callback)', error_type: 'dictionary value', path: [lone] });
   }
   if (endpoint === 'pull' && typeof b.name === 'string' && /\.git$/.test(b.name)) {
     errors.push({ error_message: 'does not match regular expression', error_type: 'dictionary value', path: ['name'] });
