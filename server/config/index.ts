@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { nameProblem } from '../names';
 
 /** Everything Cairn reads from its environment, validated once; the only code that reads process.env. */
 export type Config = Readonly<{
@@ -54,8 +55,11 @@ function archiveConfig(env: NodeJS.ProcessEnv): ArchiveConfig {
     // A bare scheme or host-less prefix would allow everything behind it, internal addresses included.
     if (!/^(https?|git|ssh):\/\/[^/\s]+\//.test(p)) throw new ConfigError(`CAIRN_ARCHIVE_ALLOWED_ORIGINS: "${p}" must be a URL prefix with a host and a path, ending at a "/"`);
   }
+  const tenant = env.CAIRN_ARCHIVE_TENANT || 'archive';
+  const tenantProblem = nameProblem('tenant', tenant);
+  if (tenantProblem) throw new ConfigError(`CAIRN_ARCHIVE_TENANT: ${tenantProblem}`);
   return Object.freeze({
-    tenant: env.CAIRN_ARCHIVE_TENANT || 'archive',
+    tenant,
     allowedOrigins: Object.freeze(allowedOrigins),
     adjusters: Object.freeze(adjusters),
     callbackRetryBaseMs: positive('CAIRN_ARCHIVE_CALLBACK_RETRY_BASE_MS', env.CAIRN_ARCHIVE_CALLBACK_RETRY_BASE_MS || '2000'),

@@ -115,6 +115,29 @@ describe('archive: /repour/adjust, /clone, /internal-scm, /git-external-to-inter
     assert.equal((await must(git(repo(), 'rev-parse', '1.0.0.redhat-00001^{commit}'))).stdout.trim(), a.body.commit, 'the first never moved');
   });
 
+  it('/pull with adjust: the adjusted commit on top of the pulled one, the pull result beside it', async () => {
+    const r = await call('pull', { name: 'pulled', type: 'git', url: originUrl(), ref: 'main', adjust: true });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const plain = await call('pull', { name: 'pulled', type: 'git', url: originUrl(), ref: 'main' });
+    assert.deepEqual(r.body.pull, plain.body);
+    const id = /^repour-([0-9a-f]{40})$/.exec(r.body.tag)?.[1];
+    assert.equal(r.body.branch, `branch-adjust-${id}`);
+    const dir = server.repoDir('archive/pulled');
+    assert.equal((await must(git(dir, 'rev-parse', `${id}^`))).stdout.trim(), plain.body.tag.slice('repour-'.length));
+    assert.equal((await must(git(dir, 'show', `${r.body.tag}:README`))).stdout, 'lib\nadjusted for MVN\n');
+    const again = await call('pull', { name: 'pulled', type: 'git', url: originUrl(), ref: 'main', adjust: true });
+    assert.deepEqual(again.body, r.body);
+  });
+
+  it('gives identical adjusts at the same moment one tag and no error', async () => {
+    const before = await server.diskRefs('archive/lib');
+    const body = { ref: 'main', internal_url: internalUrl, buildType: 'MVN', adjustParameters: { race: true } };
+    const answers = await Promise.all([1, 2, 3].map(() => call('adjust', body)));
+    for (const a of answers) assert.equal(a.status, 200, JSON.stringify(a.body));
+    assert.equal(new Set(answers.map((a) => JSON.stringify(a.body))).size, 1);
+    assert.equal((await server.diskRefs('archive/lib')).size, before.size + 2, 'one tag, one branch');
+  });
+
   it('answers processing errors in Repour\'s shape: the adjuster\'s own exit code, 10 for the caller\'s faults', async () => {
     const failed = await call('adjust', { ref: 'main', internal_url: internalUrl, buildType: 'FAIL' });
     assert.equal(failed.status, 400);

@@ -81,3 +81,27 @@ export async function originServer(dir: string): Promise<{ url: string; close():
   const url = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
   return { url, close: () => { for (const r of held) r.destroy(); server.closeAllConnections(); server.close(); } };
 }
+
+/** A zip (stored, no compression) written byte by byte, unix modes in the external attributes. */
+export function zipball(entries: { name: string; content?: string; mode: number }[]): Buffer {
+  const locals: Buffer[] = []; const centrals: Buffer[] = [];
+  let offset = 0;
+  for (const e of entries) {
+    const name = Buffer.from(e.name); const data = Buffer.from(e.content ?? '');
+    const crc = zlib.crc32(data);
+    const local = Buffer.alloc(30);
+    local.writeUInt32LE(0x04034b50, 0); local.writeUInt16LE(20, 4); local.writeUInt32LE(crc, 14);
+    local.writeUInt32LE(data.length, 18); local.writeUInt32LE(data.length, 22); local.writeUInt16LE(name.length, 26);
+    const central = Buffer.alloc(46);
+    central.writeUInt32LE(0x02014b50, 0); central.writeUInt16LE((3 << 8) | 20, 4); central.writeUInt16LE(20, 6);
+    central.writeUInt32LE(crc, 16); central.writeUInt32LE(data.length, 20); central.writeUInt32LE(data.length, 24);
+    central.writeUInt16LE(name.length, 28); central.writeUInt32LE((e.mode << 16) >>> 0, 38); central.writeUInt32LE(offset, 42);
+    locals.push(local, name, data); centrals.push(central, name);
+    offset += local.length + name.length + data.length;
+  }
+  const cd = Buffer.concat(centrals);
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0); end.writeUInt16LE(entries.length, 8); end.writeUInt16LE(entries.length, 10);
+  end.writeUInt32LE(cd.length, 12); end.writeUInt32LE(offset, 16);
+  return Buffer.concat([...locals, cd, end]);
+}

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { commit, git, must, run, startTestServer, TestServer, tmpDir, workTree } from '../harness';
-import { archiveToken, freePort, originServer, repour, tarball } from './archive-helpers';
+import { archiveToken, freePort, originServer, repour, tarball, zipball } from './archive-helpers';
 
 describe('archive: /repour/pull (issue 5 point 1, bad input)', () => {
   let server: TestServer; let token: string; let port: number; let closedPort: number;
@@ -181,6 +181,21 @@ describe('archive: /repour/pull (issue 5 point 1, bad input)', () => {
         fs.writeFileSync(path.join(files, `${name}.tar.gz`), tarball(entries));
         await refused({ name: 'app', type: 'archive', url: `${origin.url}/files/${name}.tar.gz` }, why);
       }
+      const zips: [string, Parameters<typeof zipball>[0], RegExp][] = [
+        ['zip-dotdot', [{ name: 'ok', content: 'x', mode: 0o100644 }, { name: '../../../../pwned', content: 'x', mode: 0o100644 }], /relative path|"\.\." path/],
+        ['zip-absolute', [{ name: outside, content: 'x', mode: 0o100644 }], /absolute path/],
+        ['zip-link-out', [{ name: 'l', content: path.dirname(outside), mode: 0o120777 }, { name: 'l/pwned', content: 'x', mode: 0o100644 }], /absolute/],
+        ['zip-link-up', [{ name: 'l', content: '../../../../..', mode: 0o120777 }], /out of the tree/],
+        ['zip-device', [{ name: 'dev', mode: 0o020644 }], /special file/],
+      ];
+      for (const [name, entries, why] of zips) {
+        fs.writeFileSync(path.join(files, `${name}.zip`), zipball(entries));
+        await refused({ name: 'app', type: 'archive', url: `${origin.url}/files/${name}.zip` }, why);
+      }
+      fs.writeFileSync(path.join(files, 'fine.zip'), zipball([{ name: 'd/', mode: 0o040755 }, { name: 'd/x', content: 'x', mode: 0o100755 }]));
+      const fine = await pull({ name: 'zipped', type: 'archive', url: `${origin.url}/files/fine.zip` });
+      assert.equal(fine.status, 200, `the positive control: ${JSON.stringify(fine.body)}`);
+      assert.match((await must(git(server.repoDir('archive/zipped'), 'ls-tree', fine.body.tag))).stdout, /^100755 blob \S+\tx$/m, 'unwrapped, executable');
       assert.ok(!fs.existsSync(outside), 'nothing was written outside the work dir');
       fs.writeFileSync(path.join(files, 'README'), 'not an archive\n');
       await refused({ name: 'app', type: 'archive', url: `${origin.url}/files/README` }, /not a tar/);

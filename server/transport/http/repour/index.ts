@@ -22,7 +22,8 @@ type RepourDeps = { db: Knex; signingKey: Buffer; log: Logger; archive?: Archive
 export async function serveRepour(ctx: Context, deps: RepourDeps): Promise<void> {
   const sub = ctx.path.slice(REPOUR_PREFIX.length).replace(/^\/+/, '');
   const started = process.hrtime.bigint();
-  const endpoint = sub.startsWith('cancel/') ? 'cancel' : sub || 'root';
+  // Only known names become label values: a path a caller makes up must not grow the metric.
+  const endpoint = sub.startsWith('cancel/') ? 'cancel' : ENDPOINTS.includes(sub as Endpoint) || sub === 'version' ? sub : sub === '' ? 'root' : 'other';
   try {
     if (ctx.method === 'GET' && (sub === 'version' || sub === '')) {
       ctx.set('Access-Control-Allow-Origin', '*');
