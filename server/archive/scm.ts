@@ -1,6 +1,7 @@
 import type { ArchiveDeps, TaskRun } from './context';
 import { ArchiveError, CALLER_FAULT } from './errors';
-import { archiveRepoName, ensureArchiveRepo } from './repos';
+import { git } from '../git';
+import { archiveRepoDir, archiveRepoName, ensureArchiveRepo } from './repos';
 import { mirrorAll, syncRef } from './sync';
 import { requireAllowedOrigin } from './origin';
 
@@ -13,7 +14,9 @@ export type CloneRequest = { type: 'git'; ref?: string | null; originRepoUrl: st
 export async function clone(deps: ArchiveDeps, run: TaskRun, req: CloneRequest): Promise<Record<string, unknown>> {
   requireAllowedOrigin(req.originRepoUrl, deps.config.allowedOrigins);
   const { repo } = await ensureArchiveRepo(deps, archiveRepoName(deps, req.targetRepoUrl), run.actor.userName);
-  if (req.ref) {
+  // As Repour: a target without a branch or tag gets everything; one that has some gets the ref alone.
+  const isNew = (await git(['for-each-ref', '--count=1', 'refs/heads', 'refs/tags'], { env: { ...deps.gitEnv, GIT_DIR: archiveRepoDir(deps, repo) } })).trim() === '';
+  if (req.ref && !isNew) {
     const commit = await syncRef(deps, run, repo, req.originRepoUrl, req.ref);
     if (commit === null) throw new ArchiveError(`the origin has no ref ${req.ref}`, 'CloneError', { exitCode: CALLER_FAULT });
   } else {

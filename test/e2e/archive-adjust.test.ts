@@ -160,21 +160,27 @@ describe('archive: /repour/adjust, /clone, /internal-scm, /git-external-to-inter
     assert.deepEqual(await server.diskRefs('archive/lib'), before);
   });
 
-  it('/clone copies a ref, or every branch and tag, without forcing; it answers the request', async () => {
+  it('/clone copies everything into a new target, then a ref, never forcing; it answers the request', async () => {
     const target = `${server.base}/archive/lib-copy.git`;
-    const one = await call('clone', { type: 'git', ref: 'v1', originRepoUrl: originUrl(), targetRepoUrl: target });
-    assert.equal(one.status, 200, JSON.stringify(one.body));
-    assert.deepEqual(one.body, { type: 'git', ref: 'v1', originRepoUrl: originUrl(), targetRepoUrl: target });
     const upstreamRefs = await server.diskRefs('upstream/lib');
-    assert.deepEqual([...(await server.diskRefs('archive/lib-copy'))], [['refs/tags/v1', upstreamRefs.get('refs/tags/v1')]]);
-    const all = await call('clone', { type: 'git', originRepoUrl: originUrl(), targetRepoUrl: target });
-    assert.equal(all.status, 200, JSON.stringify(all.body));
+    const first = await call('clone', { type: 'git', ref: 'v1', originRepoUrl: originUrl(), targetRepoUrl: target });
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    assert.deepEqual(first.body, { type: 'git', ref: 'v1', originRepoUrl: originUrl(), targetRepoUrl: target });
+    assert.deepEqual(await server.diskRefs('archive/lib-copy'), upstreamRefs, 'a new target gets every branch and tag, as in Repour');
+    const head = upstreamRefs.get('refs/heads/main')!;
+    const bySha = await call('clone', { type: 'git', ref: head, originRepoUrl: originUrl(), targetRepoUrl: target });
+    assert.equal(bySha.status, 200, JSON.stringify(bySha.body));
     const copied = await server.diskRefs('archive/lib-copy');
-    for (const [ref, id] of upstreamRefs) assert.equal(copied.get(ref), id, ref);
-    // The upstream moves its tag: the archive refuses rather than follow, and changes nothing.
+    assert.deepEqual([...copied].filter(([ref]) => !upstreamRefs.has(ref)), [[`refs/tags/repour-sync-${head}`, head]], 'a commit id becomes repour-sync-<sha>');
+    const again = await call('clone', { type: 'git', originRepoUrl: originUrl(), targetRepoUrl: target });
+    assert.equal(again.status, 200, 'nothing new: nothing to write, no error');
+    // An upstream that moved its tag and rewrote its branch: the archive refuses rather than follow.
     const moved = await call('clone', { type: 'git', originRepoUrl: originUrl('lib-rewritten'), targetRepoUrl: target });
     assert.deepEqual([moved.status, moved.body.exit_code], [400, 10], JSON.stringify(moved.body));
+    assert.match(moved.body.desc, /CAIRN_TAG_IMMUTABLE refs\/tags\/v1/);
     assert.deepEqual(await server.diskRefs('archive/lib-copy'), copied);
+    const foreign = await call('clone', { type: 'git', originRepoUrl: originUrl(), targetRepoUrl: server.url('upstream/lib-rewritten') });
+    assert.deepEqual([foreign.status, foreign.body.exit_code], [400, 10], 'only archive repositories are targets');
   });
 
   it('/git-external-to-internal maps an external URL to its archive repository; an unsupported one is a 500', async () => {
