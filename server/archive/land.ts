@@ -29,12 +29,12 @@ async function makeTag(env: NodeJS.ProcessEnv, repoDir: string, name: string, co
 
 /** The commit a ref leads to in the repository, or null. */
 export async function peel(env: NodeJS.ProcessEnv, repoDir: string, rev: string): Promise<string | null> {
-  const r = await runGit(['rev-parse', '--verify', '--quiet', `${rev}^{commit}`], { env: { ...env, GIT_DIR: repoDir } });
+  const r = await runGit(['rev-parse', '--verify', '--quiet', '--end-of-options', `${rev}^{commit}`], { env: { ...env, GIT_DIR: repoDir } });
   return r.code === 0 ? r.stdout.trim() : null;
 }
 
 export async function refId(env: NodeJS.ProcessEnv, repoDir: string, ref: string): Promise<string | null> {
-  const r = await runGit(['rev-parse', '--verify', '--quiet', ref], { env: { ...env, GIT_DIR: repoDir } });
+  const r = await runGit(['rev-parse', '--verify', '--quiet', '--end-of-options', ref], { env: { ...env, GIT_DIR: repoDir } });
   return r.code === 0 ? r.stdout.trim() : null;
 }
 

@@ -148,6 +148,8 @@ describe('archive: /repour/adjust, /clone, /internal-scm, /git-external-to-inter
     const unknownRef = await call('adjust', { ref: 'nope', internal_url: internalUrl, buildType: 'MVN' });
     assert.deepEqual([unknownRef.status, unknownRef.body.exit_code], [400, 10]);
     assert.match(unknownRef.body.desc, /do not have the 'nope' present/);
+    const optionRef = await call('adjust', { ref: '--output=/tmp/x', internal_url: internalUrl, buildType: 'MVN' });
+    assert.deepEqual([optionRef.status, optionRef.body.exit_code], [400, 10], 'a ref is never read as an option');
     const foreign = await call('adjust', { ref: 'main', internal_url: { readwrite: server.url('upstream/lib'), readonly: server.url('upstream/lib') }, buildType: 'MVN' });
     assert.deepEqual([foreign.status, foreign.body.exit_code], [400, 10], 'only archive repositories are the archive\'s to write');
   });
