@@ -44,10 +44,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   if (reclaimed > 0) log.info({ reclaimed }, 'webhook deliveries a previous process was sending are queued again');
   webhooks.start();
   const publicUrl = () => config.publicUrl ?? `http://${config.bind.includes(':') ? `[${config.bind}]` : config.bind}:${httpPort}`;
-  // Scratch dirs of tasks a killed process left behind are of no use to anyone: cleared at start.
-  const archiveWork = path.join(config.dataDir, 'archive-work', os.hostname());
-  fs.rmSync(archiveWork, { recursive: true, force: true });
-  const archive = new Archive({ db, config: config.archive, reposDir: config.reposDir, workDir: archiveWork,
+  const archive = new Archive({ db, config: config.archive, reposDir: config.reposDir, workDir: path.join(config.dataDir, 'archive-work'),
     gitEnv, log: log.child({ mod: 'archive' }), writeRefs: (actor, repo, updates) => hooks.writeRefs(actor, repo, updates),
     createRepo: (tenant, name, createdBy) => createRepo({ db, gitEnv, config }, tenant, name, false, createdBy),
     repoUrls: (r) => ({ readonly: `${publicUrl()}/${r.tenantName}/${r.name}.git`, readwrite: sshUrl(publicUrl(), ssh.port, `${r.tenantName}/${r.name}`) }) },

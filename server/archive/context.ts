@@ -13,7 +13,7 @@ export type ArchiveDeps = {
   db: Knex;
   config: ArchiveConfig;
   reposDir: string;
-  /** Scratch space for checkouts and downloads (inside the data dir, removed after each task). */
+  /** Scratch space for checkouts and downloads: each process works in its own `HOST-PID` dir under it. */
   workDir: string;
   gitEnv: NodeJS.ProcessEnv;
   log: Logger;

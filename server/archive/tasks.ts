@@ -25,6 +25,7 @@ export type Operation = (run: TaskRun, request: Record<string, unknown>) => Prom
  */
 export class ArchiveTasks {
   private readonly owner = `${os.hostname()}:${process.pid}`;
+  private readonly scratchRoot: string;
   private readonly running = new Map<string, AbortController>();
   private readonly queued = new Set<Promise<unknown>>();
   private timer: NodeJS.Timeout | null = null;
@@ -33,7 +34,9 @@ export class ArchiveTasks {
   private shuttingDown = false;
 
   constructor(private readonly deps: ArchiveDeps, private readonly operations: Record<string, Operation>,
-    private readonly isAlive: (pid: number) => boolean) {}
+    private readonly isAlive: (pid: number) => boolean) {
+    this.scratchRoot = path.join(deps.workDir, `${os.hostname()}-${process.pid}`);
+  }
 
   /** Runs a task now, for a synchronous request; resolves to what the request is answered. */
   async runNow(task: NewTask): Promise<RepourResult> {
@@ -51,6 +54,11 @@ export class ArchiveTasks {
    * idempotent: same tree, same tag), synchronous ones abandoned (their caller is gone), callbacks re-sent.
    */
   async reclaimOrphans(): Promise<number> {
+    // Scratch dirs of this host's dead processes (a task's checkout, a download) are of no use to anyone.
+    for (const name of fs.existsSync(this.deps.workDir) ? fs.readdirSync(this.deps.workDir) : []) {
+      const pid = name.startsWith(`${os.hostname()}-`) ? Number(name.slice(os.hostname().length + 1)) : NaN;
+      if (Number.isSafeInteger(pid) && (pid === process.pid || !this.isAlive(pid))) fs.rmSync(path.join(this.deps.workDir, name), { recursive: true, force: true });
+    }
     let n = 0;
     for (const w of await store.leasedArchiveWork(this.deps.db, `${os.hostname()}:`)) {
       const pid = Number(w.owner.slice(w.owner.lastIndexOf(':') + 1));
@@ -95,8 +103,8 @@ export class ArchiveTasks {
   private async execute(task: Pick<ArchiveTask, 'id' | 'endpoint' | 'request' | 'userId' | 'userName' | 'taskId'>): Promise<RepourResult> {
     const controller = new AbortController();
     this.running.set(task.id, controller);
-    fs.mkdirSync(this.deps.workDir, { recursive: true });
-    const scratch = fs.mkdtempSync(path.join(this.deps.workDir, 'task-'));
+    fs.mkdirSync(this.scratchRoot, { recursive: true });
+    const scratch = fs.mkdtempSync(path.join(this.scratchRoot, 'task-'));
     const started = process.hrtime.bigint();
     let result: RepourResult;
     try {

@@ -171,5 +171,32 @@ describe('archive: callback mode, retries, restarts, cancel (issue 5 point 4)', 
     assert.equal(r.status, 400);
     assert.equal(r.body.error_type, 'Cancelled');
     await waitFor('the processes to be gone', async () => !pids.some(alive));
+    fs.rmSync(path.join(waitDir, 'pids'));
+  });
+
+  it('a cancel sent to another replica stops the task where it runs (the flags live in the database)', async () => {
+    assert.ok(!fs.existsSync(path.join(waitDir, 'pids')));
+    const replica = new TestServer(server.dataDir, server.keysDir, { ...server.extraEnv, CAIRN_HTTP_PORT: '0' });
+    await replica.start();
+    const rx = await receiver(() => 200);
+    try {
+      const r = await call('adjust', { ref: 'main', internal_url: internal(), originRepoUrl: originUrl(), sync: true, buildType: 'WAIT',
+        taskId: 'across', callback: { url: rx.url } });
+      await waitFor('the adjuster and its child', async () => fs.existsSync(path.join(waitDir, 'pids')) &&
+        fs.readFileSync(path.join(waitDir, 'pids'), 'utf8').trim().split('\n').length >= 2);
+      const pids = fs.readFileSync(path.join(waitDir, 'pids'), 'utf8').trim().split('\n').map(Number);
+      const runner = Number(String((await task(r.body.callback.id)).lease_owner).split(':').pop());
+      const other = runner === server.child!.pid ? replica : server;
+      assert.ok(pids.every(alive), 'running when the cancel is sent');
+      const c = await repour(other, token, 'cancel/across', '');
+      assert.equal(c.status, 200);
+      await waitFor('the processes on the other replica to be gone', async () => !pids.some(alive));
+      await waitFor('the task to be cancelled', async () => (await task(r.body.callback.id)).state === 'cancelled');
+      assert.equal(rx.got.length, 0);
+    } finally {
+      rx.close();
+      fs.rmSync(path.join(waitDir, 'pids'), { force: true });
+      await replica.stop();
+    }
   });
 });
