@@ -15,10 +15,10 @@ const ms = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e6;
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
 async function timed(fn: () => Promise<unknown>): Promise<number> { const start = process.hrtime.bigint(); await fn(); return ms(start); }
 
-async function pullOk(server: TestServer, token: string, body: Record<string, unknown>): Promise<{ tag: string }> {
-  const res = await fetch(`${server.base}/repour/pull`, { method: 'POST', body: JSON.stringify(body),
+async function pullOk(server: TestServer, token: string, body: Record<string, unknown>, endpoint = 'pull'): Promise<{ tag: string; branch: string }> {
+  const res = await fetch(`${server.base}/repour/${endpoint}`, { method: 'POST', body: JSON.stringify(body),
     headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` } });
-  const answer = await res.json() as { tag: string };
+  const answer = await res.json() as { tag: string; branch: string };
   if (res.status !== 200) throw new Error(`pull: ${res.status} ${JSON.stringify(answer)}`);
   return answer;
 }
@@ -75,7 +75,8 @@ async function byHand(originUrl: string, ref: string, internalUrl: string): Prom
 /** The figures, as table lines for the bench's report. */
 export async function archiveBench(): Promise<string[]> {
   const port = await freePort();
-  const server = await startTestServer({ CAIRN_HTTP_PORT: String(port), CAIRN_ARCHIVE_ALLOWED_ORIGINS: `http://127.0.0.1:${port}/upstream/` });
+  const server = await startTestServer({ CAIRN_HTTP_PORT: String(port), CAIRN_ARCHIVE_ALLOWED_ORIGINS: `http://127.0.0.1:${port}/upstream/`,
+    CAIRN_ARCHIVE_ADJUSTERS: JSON.stringify({ NOOP: 'true' }) });
   try {
     const auth = { user: 'admin', token: server.adminToken };
     const token = (await server.api('POST', '/api/v1/users/admin/tokens', { permissions: ['archive'] }, server.adminToken)).body.token as string;
@@ -85,17 +86,26 @@ export async function archiveBench(): Promise<string[]> {
     await commit(up, 'README', 'the project\n');
     await must(git(up, 'push', '-q', 'origin', 'main'));
     const origin = `http://127.0.0.1:${port}/upstream/src.git`;
+    const branches: Record<string, string> = {};
     for (const [name, tags] of [['big', TAGS], ['small', 10]] as const) {
-      await pullOk(server, token, { name, type: 'git', url: origin, ref: 'main' });
+      branches[name] = (await pullOk(server, token, { name, type: 'git', url: origin, ref: 'main' })).branch;
       process.stderr.write(`bench: archive: seeding archive/${name} with ${tags} tags\n`);
       await seedTags(server, `archive/${name}`, tags);
     }
     const internal = server.url('archive/big', auth);
-    const samples = { seenBig: [] as number[], seenSmall: [] as number[], handSeen: [] as number[], newTree: [] as number[], handNew: [] as number[] };
+    const samples = { seenBig: [] as number[], seenSmall: [] as number[], handSeen: [] as number[], newTree: [] as number[], handNew: [] as number[],
+      adjustBig: [] as number[], adjustSmall: [] as number[] };
+    const adjust = (name: string) => pullOk(server, token, { ref: branches[name], name, buildType: 'NOOP' }, 'adjust');
+    // The dedup answers first, big and small interleaved (alternating which goes first), with nothing heavy in between.
+    for (let i = 0; i < ROUNDS * 2; i++) {
+      const order = i % 2 === 0 ? ['big', 'small'] as const : ['small', 'big'] as const;
+      for (const name of order) {
+        (name === 'big' ? samples.seenBig : samples.seenSmall).push(await timed(() => pullOk(server, token, { name, type: 'git', url: origin, ref: 'main' })));
+        (name === 'big' ? samples.adjustBig : samples.adjustSmall).push(await timed(() => adjust(name)));
+      }
+    }
     for (let i = 0; i < ROUNDS; i++) {
       process.stderr.write(`bench: archive round ${i + 1}/${ROUNDS}\n`);
-      samples.seenBig.push(await timed(() => pullOk(server, token, { name: 'big', type: 'git', url: origin, ref: 'main' })));
-      samples.seenSmall.push(await timed(() => pullOk(server, token, { name: 'small', type: 'git', url: origin, ref: 'main' })));
       samples.handSeen.push(await timed(() => byHand(origin, 'main', internal)));
       for (const who of ['api', 'hand']) {
         await must(git(up, 'checkout', '-q', '-B', `${who}-${i}`, 'main'));
@@ -108,12 +118,14 @@ export async function archiveBench(): Promise<string[]> {
     const row = (op: string, cairn: number[], hand: number[]) =>
       `| ${op} | ${median(cairn).toFixed(1)} ms | ${median(hand).toFixed(1)} ms | ${(median(cairn) / median(hand)).toFixed(2)}x |`;
     return [
-      `Archive (Repour API): origin of 201 files; archive repository of ${TAGS} tags; medians of ${ROUNDS} runs.`, '',
+      `Archive (Repour API): origin of 201 files; archive repository of ${TAGS} tags; medians of ${ROUNDS} runs (dedup answers: ${ROUNDS * 2}, interleaved).`, '',
       '| operation | Cairn /repour/pull | by hand (clone, write-tree, tag lookup, tag, push) | ratio |', '| --- | ---: | ---: | ---: |',
       row(`already-seen tree, ${TAGS} tags`, samples.seenBig, samples.handSeen),
       row(`new tree, ${TAGS} tags`, samples.newTree, samples.handNew), '',
       `Dedup answer, already-seen tree: ${median(samples.seenBig).toFixed(1)} ms with ${TAGS} tags, ${median(samples.seenSmall).toFixed(1)} ms with 10 tags ` +
       `(${(median(samples.seenBig) / median(samples.seenSmall)).toFixed(2)}x).`,
+      `/repour/adjust whose result tree is already tagged (no-op adjuster): ${median(samples.adjustBig).toFixed(1)} ms with ${TAGS} tags, ` +
+      `${median(samples.adjustSmall).toFixed(1)} ms with 10 tags (${(median(samples.adjustBig) / median(samples.adjustSmall)).toFixed(2)}x).`,
     ];
   } finally {
     await server.stop();
