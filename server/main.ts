@@ -72,10 +72,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   };
 }
 
-const sshUrl = (base: string, port: number, repo: string): string => {
-  const host = new URL(base).hostname;
-  return `ssh://git@${host.includes(':') ? `[${host}]` : host}:${port}/${repo}.git`;
-};
+/** The archive's readwrite URL; URL.hostname keeps an IPv6 address in its brackets already. */
+const sshUrl = (base: string, port: number, repo: string): string => `ssh://git@${new URL(base).hostname}:${port}/${repo}.git`;
 
 /** Every repository gets the current hook and settings, so an upgrade reaches repositories made by an older Cairn. */
 async function prepareRepos(db: Knex, config: Config, gitEnv: NodeJS.ProcessEnv, log: Logger): Promise<void> {
