@@ -9,7 +9,11 @@ import { clone, CloneRequest, externalToInternal, internalScm, InternalScmReques
 
 export type { ArchiveDeps } from './context';
 export type { RepourResult } from './render';
-export { entryPathProblem, linkTargetProblem, isOriginAllowed } from './paths';
+export { entryPathProblem, linkTargetProblem, isOriginAllowed, redactUrl } from './paths';
+export { callbackId, errorResult } from './render';
+export { ArchiveError } from './errors';
+export { callbackDelayMs, MAX_CALLBACK_SENDS } from './tasks';
+export { sniffArchive } from './unpack';
 
 export const ARCHIVE_ENDPOINTS = ['pull', 'adjust', 'clone', 'internal-scm'] as const;
 export type ArchiveEndpoint = typeof ARCHIVE_ENDPOINTS[number];

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { entryPathProblem, isOriginAllowed, linkTargetProblem, redactUrl } from '../../server/archive/paths';
+import { entryPathProblem, isOriginAllowed, linkTargetProblem, redactUrl } from '../../server/archive';
 
 describe('archive entry paths', () => {
   it('accepts ordinary paths (the positive control)', () => {

@@ -1,10 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { validateBody } from '../../server/transport/http/repour/validation';
-import { callbackId, errorResult } from '../../server/archive/render';
-import { ArchiveError } from '../../server/archive/errors';
-import { callbackDelayMs, MAX_CALLBACK_SENDS } from '../../server/archive/tasks';
-import { sniffArchive } from '../../server/archive/unpack';
+import { validateBody } from '../../server/transport/http/repour';
+import { ArchiveError, callbackDelayMs, callbackId, errorResult, MAX_CALLBACK_SENDS, sniffArchive } from '../../server/archive';
 
 describe('archive request validation (Repour\'s schemas)', () => {
   it('accepts the bodies Repour accepts (the positive control)', () => {

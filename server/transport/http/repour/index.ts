@@ -8,6 +8,8 @@ import type { Knex } from '../../../db';
 import type { Logger } from '../../../log';
 import { Endpoint, ENDPOINTS, validateBody } from './validation';
 
+export { validateBody } from './validation';
+
 export const REPOUR_PREFIX = '/repour';
 const MAX_BODY_BYTES = 1024 * 1024;
 const VERSION = { name: 'Repour', version: '3.0.6-cairn', commit: 'Unknown', builtOn: null, components: [] as string[] };
