@@ -231,6 +231,16 @@ describe('archive: /repour/pull (issue 5 point 1, bad input)', () => {
       const plainAdmin = await pull(body, server.adminToken);
       assert.equal(plainAdmin.status, 403, 'an admin token without the permission is no archive token');
     });
+    it('/version answers without a token, as Repour; unknown paths 404, other methods 405', async () => {
+      const v = await fetch(`${server.base}/repour/version`);
+      assert.equal(v.status, 200);
+      assert.equal(v.headers.get('access-control-allow-origin'), '*');
+      const body = await v.json() as Record<string, unknown>;
+      assert.deepEqual(Object.keys(body).sort(), ['builtOn', 'commit', 'components', 'name', 'version']);
+      assert.equal(body.name, 'Repour');
+      assert.equal((await fetch(`${server.base}/repour/nothing-here`, { method: 'POST' })).status, 404);
+      assert.equal((await fetch(`${server.base}/repour/pull`)).status, 405);
+    });
     it('that fail validation get 400 with a list of {error_message, error_type, path}, and change nothing', async () => {
       const before = await server.diskRefs('archive/app');
       const notJson = await pull('{nope' as never);
