@@ -91,6 +91,12 @@ describe('archive: /repour/adjust, /clone, /internal-scm, /git-external-to-inter
     assert.deepEqual([r.body.tag, r.body.commit, r.body.is_ref_revision_internal], [first.tag, first.commit, true]);
   });
 
+  it('with sync, takes a ref the origin lacks from the internal repository', async () => {
+    const r = await call('adjust', { ref: first.tag, internal_url: internalUrl, originRepoUrl: originUrl(), sync: true, buildType: 'NOOP' });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.deepEqual([r.body.upstream_commit, r.body.is_ref_revision_internal, r.body.commit], [first.commit, true, first.commit]);
+  });
+
   it('tags the upstream commit itself when the adjuster changes nothing; a commit id syncs as repour-sync-<sha>', async () => {
     const head = await upstreamHead();
     const r = await call('adjust', { ref: head, internal_url: internalUrl, originRepoUrl: originUrl(), sync: true, buildType: 'NOOP' });
