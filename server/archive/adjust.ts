@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { ArchiveDeps, TaskRun } from './context';
 import { ArchiveError, CALLER_FAULT } from './errors';
 import { archiveRepoDir, archiveRepoName, ensureArchiveRepo } from './repos';
-import { syncRef } from './sync';
+import { isPullRequestRef, syncRef } from './sync';
 import { commitTree, isValidTagName, peel, tagTree } from './land';
 import { checkoutTree, importTree } from './tree';
 import { runAdjuster } from './adjuster';
@@ -53,7 +53,9 @@ export async function adjust(deps: ArchiveDeps, run: TaskRun, req: AdjustRequest
   // Nothing changed: the upstream commit itself is tagged, as Repour tags HEAD when there is nothing to commit.
   const commit = tree === upstreamTree ? upstream : await commitTree(deps.gitEnv, dir, tree, [upstream]);
   const version = reportedVersion(resultData);
-  const tagName = version && await isValidTagName(deps.gitEnv, version) ? version : `repour-${commit}`;
+  const baseName = version && await isValidTagName(deps.gitEnv, version) ? version : `repour-${commit}`;
+  // As Repour: a tag made from a pull/merge request says so, so no one takes it for a release.
+  const tagName = syncing && isPullRequestRef(req.ref) ? `Pull_Request-${baseName}` : baseName;
   const tagged = await tagTree(deps, run, repo, { tree, commit, tagName,
     message: `Tag automatically generated from Repour\nOriginal Reference: ${req.ref}\nAdjust Type: ${buildType}\n`,
     branch: (tag) => `branch-repour-${tag}-${commit}` });

@@ -10,14 +10,26 @@ const ZERO = '0'.repeat(40);
 const limitsOf = (deps: ArchiveDeps) => ({ allowedOrigins: deps.config.allowedOrigins, timeoutMs: deps.config.fetchTimeoutMs,
   maxBytes: deps.config.maxBytes });
 
+/** GitHub's `pull/N` and GitLab's `merge-requests/N`, whose commits live under `refs/<ref>/head`. */
+export const isPullRequestRef = (ref: string): boolean => /^(pull|merge-requests)\/\d+$/.test(ref);
+
 /**
  * Brings `ref` of the origin into the archive repository as Repour's sync does, never by force: a branch
  * is created or fast-forwarded, a tag created (an existing one must already be the same), and a commit id
- * becomes the lightweight tag `repour-sync-<sha>`. Answers the commit, or null when the origin lacks the ref.
+ * becomes the lightweight tag `repour-sync-<sha>`; a pull request is fetched only. Answers the commit, or null when the origin lacks the ref.
  */
 export async function syncRef(deps: ArchiveDeps, run: TaskRun, repo: Repo, originUrl: string, ref: string): Promise<string | null> {
   const src = path.join(run.scratch, 'sync.git');
   const limits = limitsOf(deps);
+  if (isPullRequestRef(ref)) {
+    // A pull/merge request is fetched, never synced as a ref (as Repour): its commits reach the archive
+    // only as the history of the adjust commit made on top of it.
+    const remote = await lsRemote(deps.gitEnv, originUrl, [`refs/${ref}/head`], src, limits, run.signal);
+    if (!remote.has(`refs/${ref}/head`)) return null;
+    const commit = await fetchGitRef(deps.gitEnv, originUrl, `refs/${ref}/head`, src, limits, run.signal, { shallow: false });
+    await copyObjects(deps.gitEnv, src, archiveRepoDir(deps, repo), [commit]);
+    return commit;
+  }
   const remote = await lsRemote(deps.gitEnv, originUrl, [`refs/heads/${ref}`, `refs/tags/${ref}`], src, limits, run.signal);
   const kind = remote.has(`refs/heads/${ref}`) ? 'branch' : remote.has(`refs/tags/${ref}`) ? 'tag' : /^[0-9a-f]{40}$/.test(ref) ? 'sha' : null;
   if (kind === null) return null;

@@ -3,10 +3,11 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { commit, git, must, startTestServer, TestServer, tmpDir, workTree } from '../harness';
-import { archiveToken, freePort, repour } from './archive-helpers';
+import { archiveToken, freePort, originServer, repour } from './archive-helpers';
 
 describe('archive: /repour/adjust, /clone, /internal-scm, /git-external-to-internal (issue 5 points 2, 3, 5)', () => {
   let server: TestServer; let token: string; let port: number; let upstream: string; let scripts: string;
+  let plainGit: { url: string; close(): void }; let gitRoot: string;
   let internalUrl: { readwrite: string; readonly: string };
   const originUrl = (repo = 'lib') => `http://127.0.0.1:${port}/upstream/${repo}.git`;
   const admin = () => ({ user: 'admin', token: server.adminToken });
@@ -18,7 +19,9 @@ describe('archive: /repour/adjust, /clone, /internal-scm, /git-external-to-inter
     fs.writeFileSync(path.join(scripts, 'versioned.sh'), '#!/bin/sh\nset -e\nprintf "%s" "$CAIRN_ADJUST_PARAMETERS" > params.json\n' +
       'echo \'{"VersioningState":{"executionRootModified":{"groupId":"g","artifactId":"a","version":"1.0.0.redhat-00001"}},"RemovedRepositories":[]}\' > "$CAIRN_ADJUST_RESULT"\n', { mode: 0o755 });
     port = await freePort();
-    server = await startTestServer({ CAIRN_HTTP_PORT: String(port), CAIRN_ARCHIVE_ALLOWED_ORIGINS: `http://127.0.0.1:${port}/upstream/`,
+    gitRoot = tmpDir('cairn-plain-git-');
+    plainGit = await originServer(tmpDir('cairn-no-files-'), gitRoot);
+    server = await startTestServer({ CAIRN_HTTP_PORT: String(port), CAIRN_ARCHIVE_ALLOWED_ORIGINS: `http://127.0.0.1:${port}/upstream/,${plainGit.url}/git/`,
       CAIRN_ARCHIVE_ADJUSTERS: JSON.stringify({ MVN: path.join(scripts, 'mvn.sh'), NOOP: 'true', VERSIONED: path.join(scripts, 'versioned.sh'),
         FAIL: 'echo broken >&2; exit 3' }) });
     token = await archiveToken(server);
@@ -35,7 +38,7 @@ describe('archive: /repour/adjust, /clone, /internal-scm, /git-external-to-inter
     await must(git(rewritten, 'tag', '-a', '-m', 'moved', 'v1'));
     await must(git(rewritten, 'push', '-q', 'origin', 'main', 'v1'));
   });
-  after(() => server.stop());
+  after(async () => { plainGit.close(); await server.stop(); });
 
   const call = (endpoint: string, body: Record<string, unknown>) => repour(server, token, endpoint, body);
   const upstreamHead = async () => (await must(git(upstream, 'rev-parse', 'HEAD'))).stdout.trim();
@@ -142,6 +145,27 @@ describe('archive: /repour/adjust, /clone, /internal-scm, /git-external-to-inter
     for (const a of answers) assert.equal(a.status, 200, JSON.stringify(a.body));
     assert.equal(new Set(answers.map((a) => JSON.stringify(a.body))).size, 1);
     assert.equal((await server.diskRefs('archive/lib')).size, before.size + 2, 'one tag, one branch');
+  });
+
+  it('adjusts a pull request without syncing it; its tag says Pull_Request-', async () => {
+    // A plain git server that keeps GitHub's pull-request refs.
+    const bare = path.join(gitRoot, 'gh.git');
+    await must(git(gitRoot, 'init', '-q', '--bare', bare));
+    const pr = await workTree(bare, 'base');
+    await commit(pr, 'README', 'base\n');
+    await must(git(pr, 'push', '-q', 'origin', 'HEAD:refs/heads/main'));
+    const prCommit = await commit(pr, 'README', 'base\nproposed change\n');
+    await must(git(pr, 'push', '-q', 'origin', 'HEAD:refs/pull/7/head'));
+    const before = await server.diskRefs('archive/lib');
+    const r = await call('adjust', { ref: 'pull/7', internal_url: internalUrl, originRepoUrl: `${plainGit.url}/git/gh.git`, sync: true, buildType: 'MVN' });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.upstream_commit, prCommit);
+    assert.equal(r.body.tag, `Pull_Request-repour-${r.body.commit}`);
+    assert.equal((await must(git(repo(), 'rev-parse', `${r.body.commit}^`))).stdout.trim(), prCommit);
+    const added = [...(await server.diskRefs('archive/lib')).keys()].filter((ref) => !before.has(ref)).sort();
+    assert.deepEqual(added, [`refs/heads/branch-repour-${r.body.tag}-${r.body.commit}`, `refs/tags/${r.body.tag}`], 'the pull request itself is not synced');
+    const missing = await call('adjust', { ref: 'pull/8', internal_url: internalUrl, originRepoUrl: `${plainGit.url}/git/gh.git`, sync: true, buildType: 'MVN' });
+    assert.deepEqual([missing.status, missing.body.exit_code], [400, 10]);
   });
 
   it('answers processing errors in Repour\'s shape: the adjuster\'s own exit code, 10 for the caller\'s faults', async () => {

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -60,10 +61,11 @@ export function tarball(entries: Entry[], gzip = true): Buffer {
  * A local origin for archives and misbehaving servers: files under /files/, a server that never answers
  * (/hang…), one that is not git (/notgit…), an endless body (/endless), redirects (/redirect?to=URL).
  */
-export async function originServer(dir: string): Promise<{ url: string; close(): void }> {
+export async function originServer(dir: string, gitRoot?: string): Promise<{ url: string; close(): void }> {
   const held: http.ServerResponse[] = [];
   const server = http.createServer((req, res) => {
     const u = new URL(req.url!, 'http://x');
+    if (gitRoot && u.pathname.startsWith('/git/')) { httpBackend(gitRoot, u, req, res); return; }
     if (u.pathname.startsWith('/hang')) { held.push(res); return; }
     if (u.pathname.startsWith('/notgit')) { res.setHeader('content-type', 'text/html'); res.end('<html>hello</html>'); return; }
     if (u.pathname === '/redirect') { res.statusCode = 302; res.setHeader('location', u.searchParams.get('to')!); res.end(); return; }
@@ -80,6 +82,30 @@ export async function originServer(dir: string): Promise<{ url: string; close():
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
   return { url, close: () => { for (const r of held) r.destroy(); server.closeAllConnections(); server.close(); } };
+}
+
+/**
+ * Plain git over HTTP (git http-backend as a CGI) for repositories under `root`: an origin that, unlike
+ * Cairn, lets the test rewrite history and keep pull-request refs.
+ */
+function httpBackend(root: string, u: URL, req: http.IncomingMessage, res: http.ServerResponse): void {
+  const child = spawn('git', ['http-backend'], { env: { PATH: process.env.PATH, HOME: root, GIT_PROJECT_ROOT: root, GIT_HTTP_EXPORT_ALL: '1',
+    PATH_INFO: decodeURIComponent(u.pathname.slice('/git'.length)), QUERY_STRING: u.search.slice(1), REQUEST_METHOD: req.method!,
+    CONTENT_TYPE: String(req.headers['content-type'] ?? ''), HTTP_CONTENT_ENCODING: String(req.headers['content-encoding'] ?? ''),
+    GIT_PROTOCOL: String(req.headers['git-protocol'] ?? ''), REMOTE_ADDR: '127.0.0.1' } });
+  req.pipe(child.stdin);
+  const out: Buffer[] = [];
+  child.stdout.on('data', (b: Buffer) => out.push(b));
+  child.on('close', () => {
+    const all = Buffer.concat(out);
+    const sep = all.indexOf('\r\n\r\n');
+    for (const line of all.subarray(0, sep).toString('latin1').split('\r\n')) {
+      const colon = line.indexOf(':');
+      const [name, value] = [line.slice(0, colon).trim(), line.slice(colon + 1).trim()];
+      if (name.toLowerCase() === 'status') res.statusCode = parseInt(value, 10); else res.setHeader(name, value);
+    }
+    res.end(all.subarray(sep + 4));
+  });
 }
 
 /** A zip (stored, no compression) written byte by byte, unix modes in the external attributes. */
