@@ -3,6 +3,7 @@ import getRawBody from 'raw-body';
 import { CairnError } from '../../../errors';
 import { principalFromHeader, requireTokenPermission } from '../../../auth';
 import { metrics } from '../../../metrics';
+import { errorResult } from '../../../archive';
 import type { Archive, ArchiveEndpoint } from '../../../archive';
 import type { Knex } from '../../../db';
 import type { Logger } from '../../../log';
@@ -57,9 +58,10 @@ export async function serveRepour(ctx: Context, deps: RepourDeps): Promise<void>
     ctx.body = result.body;
   } catch (err) {
     deps.log.error({ err, path: ctx.path }, 'archive API error');
-    metrics.archiveErrors.inc({ kind: '500' });
-    ctx.status = 500;
-    ctx.body = { error_type: (err as Error)?.name ?? 'Error', error_traceback: null };
+    const answer = errorResult(err);
+    metrics.archiveErrors.inc({ kind: String(answer.status) });
+    ctx.status = answer.status;
+    ctx.body = answer.body;
   } finally {
     metrics.archiveRequestDuration.observe({ endpoint }, Number(process.hrtime.bigint() - started) / 1e9);
   }
