@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
+import knex from 'knex';
 import { commit, git, must, run, startTestServer, TestServer, tmpDir, workTree } from '../harness';
 import { archiveToken, freePort, originServer, repour, tarball, zipball } from './archive-helpers';
 
@@ -105,6 +106,19 @@ describe('archive: /repour/pull (issue 5 point 1, bad input)', () => {
       assert.deepEqual(r.body, first, JSON.stringify(body));
     }
     assert.deepEqual(await server.diskRefs('archive/app'), before, 'no ref was created or moved');
+  });
+
+  it('finds the tag by its name when the dedup row is missing (refs landed, then the server died), and writes the row', async () => {
+    const db = server.extraEnv.DATABASE_URL ? knex({ client: 'pg', connection: server.extraEnv.DATABASE_URL })
+      : knex({ client: 'sqlite3', connection: { filename: path.join(server.dataDir, 'cairn.sqlite') }, useNullAsDefault: true });
+    try {
+      assert.equal(await db('archive_trees').where({ tree: mainTree }).delete(), 1);
+      const before = await server.diskRefs('archive/app');
+      const r = await pull({ name: 'app', type: 'git', url: gitUrl('app'), ref: 'main' });
+      assert.deepEqual(r.body, first);
+      assert.deepEqual(await server.diskRefs('archive/app'), before);
+      assert.equal((await db('archive_trees').where({ tree: mainTree }).first()).tag, first.tag);
+    } finally { await db.destroy(); }
   });
 
   it('gives a different tree a new tag and never touches the old one', async () => {
