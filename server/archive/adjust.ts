@@ -8,6 +8,7 @@ import { commitTree, isValidTagName, peel, tagTree } from './land';
 import { checkoutTree, importTree } from './tree';
 import { runAdjuster } from './adjuster';
 import { requireAllowedOrigin } from './origin';
+import { isOriginAllowed, redactUrl } from './paths';
 import { checkTreeSize } from './pull';
 import { git } from '../git';
 
@@ -26,6 +27,14 @@ function reportedVersion(data: Record<string, unknown>): string | null {
  */
 export async function adjust(deps: ArchiveDeps, run: TaskRun, req: AdjustRequest): Promise<Record<string, unknown>> {
   const buildType = req.buildType ?? 'MVN';
+  // As Repour: URLs handed to the alignment tool must be allowed origins too, or the adjuster would reach
+  // where the archive itself may not.
+  const alignment = req.adjustParameters?.ALIGNMENT_PARAMETERS;
+  const urls = typeof alignment === 'string' ? alignment.match(/[a-z][a-z0-9+.-]*:\/\/[^\s"']+/gi) ?? [] : [];
+  const refused = urls.filter((u) => !isOriginAllowed(u, deps.config.allowedOrigins));
+  if (refused.length > 0) {
+    throw new ArchiveError(`Non-authorized urls used in adjust parameters: ${refused.map(redactUrl).join(', ')}`, 'AdjustCommandError', { exitCode: CALLER_FAULT });
+  }
   if (!Object.prototype.hasOwnProperty.call(deps.config.adjusters, buildType)) {
     throw new ArchiveError(`no adjuster is configured for build type ${buildType}`, 'AdjustCommandError', { exitCode: CALLER_FAULT });
   }

@@ -178,6 +178,12 @@ describe('archive: /repour/adjust, /clone, /internal-scm, /git-external-to-inter
     const unknownRef = await call('adjust', { ref: 'nope', internal_url: internalUrl, buildType: 'MVN' });
     assert.deepEqual([unknownRef.status, unknownRef.body.exit_code], [400, 10]);
     assert.match(unknownRef.body.desc, /do not have the 'nope' present/);
+    const before = await server.diskRefs('archive/lib');
+    const badUrl = await call('adjust', { ref: 'main', internal_url: internalUrl, buildType: 'MVN',
+      adjustParameters: { ALIGNMENT_PARAMETERS: `-DrepoUrl=${originUrl()} -Dmirror=http://169.254.169.254/latest` } });
+    assert.deepEqual([badUrl.status, badUrl.body.exit_code], [400, 10]);
+    assert.equal(badUrl.body.desc, 'Non-authorized urls used in adjust parameters: http://169.254.169.254/latest');
+    assert.deepEqual(await server.diskRefs('archive/lib'), before, 'refused before anything ran');
     const optionRef = await call('adjust', { ref: '--output=/tmp/x', internal_url: internalUrl, buildType: 'MVN' });
     assert.deepEqual([optionRef.status, optionRef.body.exit_code], [400, 10], 'a ref is never read as an option');
     const foreign = await call('adjust', { ref: 'main', internal_url: { readwrite: server.url('upstream/lib'), readonly: server.url('upstream/lib') }, buildType: 'MVN' });
