@@ -5,6 +5,7 @@ import { commit, git, gitEnvRun, must, run, sshCommand, sshKeyPair, startTestSer
 import { ensureSshd, startSshd } from './sshd';
 import { ensureInstalled, startReference } from './reference';
 import { pipelineBench } from './pipelines';
+import { archiveBench } from './archive';
 
 // npm run bench: Cairn side by side with git http-backend (nginx + fcgiwrap) in one run, on the same
 // fixtures and the same git client. Ratios matter; absolute figures move with the machine.
@@ -139,6 +140,7 @@ async function main(): Promise<void> {
   const cpuPerConnection = await serverCpuPerConnection(cairn.child!.pid!, () => run('ssh', [...sshCommand(cairn, key.path).slice(1), 'git@127.0.0.1', 'info']));
   sshd.stop();
   await cairn.stop();
+  const archive = await archiveBench();
 
   const gitVersion = (await run('git', ['--version'])).stdout.trim().replace('git version ', '');
   const lines = [
@@ -149,6 +151,7 @@ async function main(): Promise<void> {
     '', 'SSH:', '', ...table(ssh, 'sshd + git-shell'), '',
     `Cairn server CPU per new SSH connection (key exchange, public-key auth, one \`info\`): ${cpuPerConnection.toFixed(1)} ms.`,
     '', ...pipelines.lines,
+    '', ...archive,
   ];
   process.stdout.write(lines.join('\n') + '\n');
   fs.rmSync(work, { recursive: true, force: true });

@@ -11,7 +11,8 @@ import { loadSigningKey, SecretBox } from './auth';
 import { WebhookWorker } from './events';
 import { baseGitEnv, clearOwnStaleLock, isProcessAlive, repoPath, wireRepo } from './git';
 import { HookServer } from './transport/hook';
-import { createHttpApp, listenHttp } from './transport/http';
+import { createHttpApp, createRepo, listenHttp } from './transport/http';
+import { Archive } from './archive';
 import { startSsh } from './transport/ssh';
 import { Pipelines, chooseSandbox } from './pipelines';
 import { ComposeWorker } from './composes';
@@ -64,8 +65,16 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     repoDir: (repo) => repoPath(config.reposDir, repo.tenantName, repo.name), publicUrl, workers: config.composeWorkers,
     defaultTtl: config.composeDefaultTtl, maxTtl: config.composeMaxTtl, canRead };
   const composes = new ComposeWorker(composeDeps, isProcessAlive);
+  const archive = new Archive({ db, config: config.archive, reposDir: config.reposDir, workDir: path.join(config.dataDir, 'archive-work'),
+    gitEnv, log: log.child({ mod: 'archive' }), writeRefs: (actor, repo, updates) => hooks.writeRefs(actor, repo, updates),
+    createRepo: (tenant, name, createdBy) => createRepo({ db, gitEnv, config }, tenant, name, false, createdBy),
+    repoUrls: (r) => ({ readonly: `${publicUrl()}/${r.tenantName}/${r.name}.git`, readwrite: sshUrl(publicUrl(), ssh.port, `${r.tenantName}/${r.name}`) }) },
+  isProcessAlive);
+  const reclaimedTasks = await archive.tasks.reclaimOrphans();
+  if (reclaimedTasks > 0) log.info({ reclaimed: reclaimedTasks }, 'archive tasks a previous process was running are queued again');
+  archive.tasks.start();
   hooks.onAccepted = () => { pipelines.nudge(); webhooks.nudge(); };
-  const app = createHttpApp({ config, db, log, signingKey, secrets, gitEnv, hooks, pipelines, composes, composeDeps, publicUrl, sshPort: () => ssh.port });
+  const app = createHttpApp({ config, db, log, signingKey, secrets, gitEnv, hooks, pipelines, composes, composeDeps, publicUrl, sshPort: () => ssh.port, archive });
   const server: http.Server = await listenHttp(app, config.httpPort, config.bind);
   httpPort = (server.address() as net.AddressInfo).port;
   await pipelines.start();
@@ -82,11 +91,15 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       await pipelines.stop();
       await composes.stop();
       await webhooks.stop();
+      await archive.tasks.stop();
       await hooks.close();
       await db.destroy();
     },
   };
 }
+
+/** The archive's readwrite URL; URL.hostname keeps an IPv6 address in its brackets already. */
+const sshUrl = (base: string, port: number, repo: string): string => `ssh://git@${new URL(base).hostname}:${port}/${repo}.git`;
 
 /** Every repository gets the current hook and settings, so an upgrade reaches repositories made by an older Cairn. */
 async function prepareRepos(db: Knex, config: Config, gitEnv: NodeJS.ProcessEnv, log: Logger): Promise<void> {

@@ -6,7 +6,7 @@ import type { Repo, Role, SshKey, Tenant, User } from '../store';
 /** Who is asking. Cairn's own pushes join this union with the pipeline issue. */
 export type Principal = { kind: 'anonymous' }
   /** `token`: the API token the request came with (none over SSH, where a key speaks). */
-  | { kind: 'user'; user: User; token?: { id: string; expiresAt: string } }
+  | { kind: 'user'; user: User; token?: { id: string; expiresAt: string; permissions: string[] } }
   | { kind: 'deploy_key'; key: SshKey };
 
 /** The name a push record and a log line carry: the user's, or the deploy key's title. */
@@ -85,6 +85,18 @@ export function requireUser(p: Principal): User {
   if (p.kind === 'deploy_key') throw new CairnError('forbidden', 'a deploy key can only clone and push');
   if (p.kind !== 'user') throw unauthenticated();
   return p.user;
+}
+
+/**
+ * A token's own permission (e.g. `archive`), beyond its user's roles: only a token that was minted with it
+ * has it, an admin's included, so a leaked ordinary token cannot call the archive API.
+ */
+export function requireTokenPermission(p: Principal, permission: string): User {
+  const user = requireUser(p);
+  if (p.kind !== 'user' || !p.token?.permissions.includes(permission)) {
+    throw new CairnError('forbidden', `a token with the ${permission} permission is required`);
+  }
+  return user;
 }
 
 export function requireAdmin(p: Principal): User {

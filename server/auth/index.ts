@@ -1,8 +1,8 @@
 // Credentials → Principal, and Principal × repo → Role. The visibility rule lives here and nowhere else.
-export { loadSigningKey, issueToken, verifyToken } from './tokens';
+export { loadSigningKey, issueToken, verifyToken, TOKEN_PERMISSIONS } from './tokens';
 export type { IssuedToken } from './tokens';
 export { ANONYMOUS, atLeast, isAdmin, repoRole, tenantRole, requireRepoRole, requireTenantRole, requireUser,
-  requireAdmin, requireSelfOrAdmin, principalName, readableRepos } from './access';
+  requireAdmin, requireTokenPermission, requireSelfOrAdmin, principalName, readableRepos } from './access';
 export type { Principal } from './access';
 export { principalFromHeader } from './credentials';
 export { parsePublicKey, fingerprintOf } from './ssh-keys';

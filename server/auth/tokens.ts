@@ -44,11 +44,14 @@ export function loadKeyFile(keysDir: string, name: string): Buffer {
   }
 }
 
-export type IssuedToken = { id: string; token: string; createdAt: string; expiresAt: string };
+export type IssuedToken = { id: string; token: string; createdAt: string; expiresAt: string; permissions: string[] };
+
+/** Permissions a token may carry besides its user's roles; only a site admin may grant one. */
+export const TOKEN_PERMISSIONS = ['archive'] as const;
 
 /** A signed, expiring JWT whose id (jti) is recorded so it can be revoked; the token itself is never stored. */
 export async function issueToken(db: Db, key: Buffer, user: User, expiresInS: number = DEFAULT_TOKEN_TTL_S,
-  issuedBy: { id: string; expiresAt: string } | null = null): Promise<IssuedToken> {
+  issuedBy: { id: string; expiresAt: string } | null = null, permissions: string[] = []): Promise<IssuedToken> {
   if (!Number.isInteger(expiresInS) || expiresInS < 1 || expiresInS > MAX_TOKEN_TTL_S) {
     throw new CairnError('invalid_field', `expires_in must be an integer of seconds from 1 to ${MAX_TOKEN_TTL_S}`);
   }
@@ -56,9 +59,9 @@ export async function issueToken(db: Db, key: Buffer, user: User, expiresInS: nu
   if (issuedBy) expiresInS = Math.max(1, Math.min(expiresInS, Math.floor((Date.parse(issuedBy.expiresAt) - Date.now()) / 1000)));
   const id = crypto.randomBytes(12).toString('hex');
   const expiresAt = new Date(Date.now() + expiresInS * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
-  const record = await store.insertToken(db, id, user.id, expiresAt, issuedBy?.id ?? null);
+  const record = await store.insertToken(db, id, user.id, expiresAt, issuedBy?.id ?? null, [...new Set(permissions)].sort());
   const token = jwt.sign({ sub: String(user.id) }, key, { algorithm: 'HS256', jwtid: id, expiresIn: expiresInS, issuer: 'cairn' });
-  return { id, token, createdAt: record.createdAt, expiresAt };
+  return { id, token, createdAt: record.createdAt, expiresAt, permissions: record.permissions };
 }
 
 /**

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { nameProblem } from '../names';
 
 /** Everything Cairn reads from its environment, validated once; the only code that reads process.env. */
 export type Config = Readonly<{
@@ -33,7 +34,58 @@ export type Config = Readonly<{
   composeWorkers: number;
   /** How pipeline commands are confined: bubblewrap when it works (auto), always (bwrap), or not (none). */
   buildSandbox: 'auto' | 'bwrap' | 'none';
+  /** The archive (Repour) API: see docs/archive.md. */
+  archive: ArchiveConfig;
 }>;
+
+export type ArchiveConfig = Readonly<{
+  /** The tenant that holds archive repositories (created on first use). */
+  tenant: string;
+  /** URL prefixes an origin must start with; empty refuses every origin. */
+  allowedOrigins: readonly string[];
+  /** Build type → shell command run in the checkout by /repour/adjust. */
+  adjusters: Readonly<Record<string, string>>;
+  callbackRetryBaseMs: number;
+  fetchTimeoutMs: number;
+  adjustTimeoutMs: number;
+  /** Largest origin download, and largest unpacked tree, in bytes. */
+  maxBytes: number;
+  maxEntries: number;
+  /** Callback tasks one process runs at once. */
+  workers: number;
+}>;
+
+function archiveConfig(env: NodeJS.ProcessEnv): ArchiveConfig {
+  let adjusters: Record<string, string> = {};
+  try {
+    adjusters = JSON.parse(env.CAIRN_ARCHIVE_ADJUSTERS || '{}');
+  } catch {
+    throw new ConfigError('CAIRN_ARCHIVE_ADJUSTERS must be JSON: {"BUILD_TYPE": "command"}');
+  }
+  if (typeof adjusters !== 'object' || adjusters === null || Array.isArray(adjusters) ||
+    Object.values(adjusters).some((c) => typeof c !== 'string' || c.trim() === '')) {
+    throw new ConfigError('CAIRN_ARCHIVE_ADJUSTERS must be a JSON object of build type → non-empty command');
+  }
+  const allowedOrigins = (env.CAIRN_ARCHIVE_ALLOWED_ORIGINS || '').split(',').map((p) => p.trim()).filter(Boolean);
+  for (const p of allowedOrigins) {
+    // A bare scheme or host-less prefix would allow everything behind it, internal addresses included.
+    if (!/^(https?|git|ssh):\/\/[^/\s]+\//.test(p)) throw new ConfigError(`CAIRN_ARCHIVE_ALLOWED_ORIGINS: "${p}" must be a URL prefix with a host and a path, ending at a "/"`);
+  }
+  const tenant = env.CAIRN_ARCHIVE_TENANT || 'archive';
+  const tenantProblem = nameProblem('tenant', tenant);
+  if (tenantProblem) throw new ConfigError(`CAIRN_ARCHIVE_TENANT: ${tenantProblem}`);
+  return Object.freeze({
+    tenant,
+    allowedOrigins: Object.freeze(allowedOrigins),
+    adjusters: Object.freeze(adjusters),
+    callbackRetryBaseMs: positive('CAIRN_ARCHIVE_CALLBACK_RETRY_BASE_MS', env.CAIRN_ARCHIVE_CALLBACK_RETRY_BASE_MS || '2000'),
+    fetchTimeoutMs: 1000 * positive('CAIRN_ARCHIVE_FETCH_TIMEOUT_S', env.CAIRN_ARCHIVE_FETCH_TIMEOUT_S || '600'),
+    adjustTimeoutMs: 1000 * positive('CAIRN_ARCHIVE_ADJUST_TIMEOUT_S', env.CAIRN_ARCHIVE_ADJUST_TIMEOUT_S || '3600'),
+    maxBytes: positive('CAIRN_ARCHIVE_MAX_BYTES', env.CAIRN_ARCHIVE_MAX_BYTES || String(2 * 1024 ** 3)),
+    maxEntries: positive('CAIRN_ARCHIVE_MAX_ENTRIES', env.CAIRN_ARCHIVE_MAX_ENTRIES || '200000'),
+    workers: positive('CAIRN_ARCHIVE_WORKERS', env.CAIRN_ARCHIVE_WORKERS || '2'),
+  });
+}
 
 export type ConfigFlags = Partial<Record<'dataDir' | 'httpPort' | 'sshPort' | 'bind' | 'publicUrl' |
   'databaseUrl' | 'keysDir' | 'logLevel', string>>;
@@ -113,5 +165,6 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: ConfigFlags = {}): Con
     composeAllowedClients: allowedClients(env.CAIRN_COMPOSE_ALLOWED_CLIENTS || '{}'),
     composeWorkers: positive('CAIRN_COMPOSE_WORKERS', env.CAIRN_COMPOSE_WORKERS || '2'),
     buildSandbox: oneOf('CAIRN_BUILD_SANDBOX', env.CAIRN_BUILD_SANDBOX || 'auto', ['auto', 'bwrap', 'none'] as const),
+    archive: archiveConfig(env),
   });
 }

@@ -15,4 +15,11 @@ export const metrics = {
     labelNames: ['transport'] as const, registers: [registry] }),
   pushesRefused: new client.Counter({ name: 'cairn_push_refusals_total', help: 'refused ref updates by refusal code',
     labelNames: ['code'] as const, registers: [registry] }),
+  // The archive (Repour) API: request times per endpoint, and errors by kind (validation, 400, 500, callback).
+  archiveRequestDuration: new client.Histogram({ name: 'cairn_repour_request_duration_seconds', help: 'archive API request time by endpoint',
+    labelNames: ['endpoint'] as const, buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60, 300], registers: [registry] }),
+  archiveTaskDuration: new client.Histogram({ name: 'cairn_repour_task_duration_seconds', help: 'archive task run time by endpoint',
+    labelNames: ['endpoint'] as const, buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60, 300, 1800], registers: [registry] }),
+  archiveErrors: new client.Counter({ name: 'cairn_repour_errors_total', help: 'archive API errors: validation, 400, 500, callback',
+    labelNames: ['kind'] as const, registers: [registry] }),
 };

@@ -11,3 +11,4 @@ export * from './webhooks';
 export * from './pipelines';
 export * from './runs';
 export * from './composes';
+export * from './archive';

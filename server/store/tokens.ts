@@ -1,13 +1,18 @@
 import { Db, now } from '../db';
 
 type TokenRow = { id: string; user_id: number; created_at: string; expires_at: string; revoked_at: string | null;
-  issued_by: string | null };
-export type TokenRecord = { id: string; userId: number; createdAt: string; expiresAt: string; revokedAt: string | null };
+  issued_by: string | null; permissions?: string | null };
+/** `permissions`: what the token may do besides its user's roles (`archive`: call the archive API). */
+export type TokenRecord = { id: string; userId: number; createdAt: string; expiresAt: string; revokedAt: string | null;
+  permissions: string[] };
 const toToken = (r: TokenRow): TokenRecord =>
-  ({ id: r.id, userId: r.user_id, createdAt: r.created_at, expiresAt: r.expires_at, revokedAt: r.revoked_at });
+  ({ id: r.id, userId: r.user_id, createdAt: r.created_at, expiresAt: r.expires_at, revokedAt: r.revoked_at,
+    permissions: r.permissions ? JSON.parse(r.permissions) as string[] : [] });
 
-export async function insertToken(db: Db, id: string, userId: number, expiresAt: string, issuedBy: string | null = null): Promise<TokenRecord> {
-  const row: TokenRow = { id, user_id: userId, created_at: now(), expires_at: expiresAt, revoked_at: null, issued_by: issuedBy };
+export async function insertToken(db: Db, id: string, userId: number, expiresAt: string, issuedBy: string | null = null,
+  permissions: string[] = []): Promise<TokenRecord> {
+  const row: TokenRow = { id, user_id: userId, created_at: now(), expires_at: expiresAt, revoked_at: null, issued_by: issuedBy,
+    permissions: permissions.length > 0 ? JSON.stringify(permissions) : null };
   await db('tokens').insert(row);
   return toToken(row);
 }

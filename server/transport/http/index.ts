@@ -7,9 +7,11 @@ import type { ApiDeps } from './api';
 import { matchGitPath, serveGitHttp } from './git';
 import { ARTIFACTS_PREFIX, serveArtifacts } from './artifacts';
 import { COMPOSES_PREFIX, ODCS_PREFIX, serveComposeFiles, serveOdcs } from './odcs';
+import { REPOUR_PREFIX, serveRepour } from './repour';
 
 export type { ApiDeps } from './api';
 export { openApiDocument, routes, API_PREFIX } from './api';
+export { createRepo } from './api/repos';
 
 /** The HTTP face: /healthz, /metrics, smart HTTP git and the REST API, with one place where errors become responses. */
 export function createHttpApp(deps: ApiDeps): Koa {
@@ -46,6 +48,7 @@ export function createHttpApp(deps: ApiDeps): Koa {
     if (ctx.path.startsWith(ARTIFACTS_PREFIX)) return serveArtifacts(ctx, deps);
     if (ctx.path.startsWith(ODCS_PREFIX)) return serveOdcs(ctx, deps, deps.composeDeps);
     if (ctx.path.startsWith(COMPOSES_PREFIX)) return serveComposeFiles(ctx, deps);
+    if (ctx.path === REPOUR_PREFIX || ctx.path.startsWith(`${REPOUR_PREFIX}/`)) return serveRepour(ctx, deps);
     const gitPath = matchGitPath(ctx.path);
     if (gitPath) return serveGitHttp(ctx, deps, gitPath);
     return next();

@@ -6,7 +6,8 @@ import type { ApiDeps } from './route';
 export const toApiTenant = (t: Tenant) => ({ name: t.name, created_at: t.createdAt });
 export const toApiUser = (u: User) => ({ name: u.name, admin: u.isAdmin, created_at: u.createdAt });
 export const toApiMember = (m: Member) => ({ user: m.userName, role: m.role, created_at: m.createdAt });
-export const toApiToken = (t: TokenRecord) => ({ id: t.id, created_at: t.createdAt, expires_at: t.expiresAt, revoked_at: t.revokedAt });
+export const toApiToken = (t: TokenRecord) => ({ id: t.id, created_at: t.createdAt, expires_at: t.expiresAt, revoked_at: t.revokedAt,
+  permissions: t.permissions });
 
 export function toApiRepo(deps: ApiDeps, r: Repo) {
   const base = deps.publicUrl();

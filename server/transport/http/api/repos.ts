@@ -12,7 +12,7 @@ import { pageParams, pageResponse } from './paging';
 import { memberRoutes } from './members';
 
 /** The row, its event and the bare repository come into being together: a failed `git init` leaves nothing. */
-export async function createRepo(deps: ApiDeps, tenant: Tenant, name: string, isPublic: boolean, createdBy: string) {
+export async function createRepo(deps: Pick<ApiDeps, 'db' | 'gitEnv' | 'config'>, tenant: Tenant, name: string, isPublic: boolean, createdBy: string) {
   return inTransaction(deps.db, async (trx) => {
     const repo = await store.createRepo(trx, tenant, name, isPublic);
     await initRepo(deps.gitEnv, deps.config.hooksDir, repoPath(deps.config.reposDir, tenant.name, name));

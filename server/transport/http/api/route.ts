@@ -6,6 +6,7 @@ import type { Principal, SecretBox } from '../../../auth';
 import type { HookServer } from '../../hook';
 import type { Pipelines } from '../../../pipelines';
 import type { ComposeWorker, ComposeDeps } from '../../../composes';
+import type { Archive } from '../../../archive';
 
 /** What every route handler is handed: wiring is explicit, there are no globals. */
 export type ApiDeps = {
@@ -22,6 +23,8 @@ export type ApiDeps = {
   /** The base of URLs the API returns: CAIRN_PUBLIC_URL, or the bound address. */
   publicUrl: () => string;
   sshPort: () => number;
+  /** The archive (Repour) API served at /repour. */
+  archive?: Archive;
 };
 
 export type JsonSchema = Record<string, unknown>;

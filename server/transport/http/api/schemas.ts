@@ -16,9 +16,10 @@ export const user = object({ name, admin: { type: 'boolean' }, created_at: time 
 export const repo = object({ tenant: name, name, public: { type: 'boolean' }, archived: { type: 'boolean' },
   http_url: { type: 'string' }, ssh_url: { type: 'string' }, created_at: time });
 export const member = object({ user: name, role, created_at: time });
-export const issuedToken = object({ id: { type: 'string' }, token: { type: 'string' }, created_at: time, expires_at: time });
+const permissions: JsonSchema = { type: 'array', items: { type: 'string', enum: ['archive'] }, uniqueItems: true };
+export const issuedToken = object({ id: { type: 'string' }, token: { type: 'string' }, created_at: time, expires_at: time, permissions });
 export const tokenInfo = object({ id: { type: 'string' }, created_at: time, expires_at: time,
-  revoked_at: { type: ['string', 'null'], format: 'date-time' } });
+  revoked_at: { type: ['string', 'null'], format: 'date-time' }, permissions });
 const refItem = object({ name: { type: 'string' }, commit: oid });
 export const refs = object({ branches: { type: 'array', items: refItem }, tags: { type: 'array', items: refItem } });
 export const push = object({ id: { type: 'integer' }, seq: { type: 'integer' }, user: { type: 'string' },
@@ -40,7 +41,7 @@ const title: JsonSchema = { type: 'string', minLength: 1, maxLength: 255, patter
 export const bodies = {
   createTenant: object({ name }),
   createUser: object({ name, admin: { type: 'boolean' } }, ['name']),
-  createToken: object({ expires_in: { type: 'integer', minimum: 1 } }, []),
+  createToken: object({ expires_in: { type: 'integer', minimum: 1 }, permissions }, []),
   createRepo: object({ name, public: { type: 'boolean' } }, ['name']),
   patchRepo: { ...object({ archived: { type: 'boolean' }, public: { type: 'boolean' } }, []), minProperties: 1 },
   putMember: object({ role }),

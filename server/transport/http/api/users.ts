@@ -39,7 +39,7 @@ export const userRoutes: Route[] = [
   },
   {
     method: 'post', path: '/users/{user}/tokens',
-    summary: 'Issue a token (shown once; default 30 days). One a user mints with their own token never outlives it and is revoked with it',
+    summary: 'Issue a token (shown once; default 30 days). One a user mints with their own token never outlives it and is revoked with it. `permissions: ["archive"]` (site admins only) lets it call the archive API at /repour',
     access: 'the user, site admins', body: s.bodies.createToken,
     responses: { 201: { description: 'the token; store it now, it cannot be shown again', schema: s.issuedToken } },
     handler: async ({ params, body, principal, deps }) => {
@@ -47,8 +47,11 @@ export const userRoutes: Route[] = [
       // A user minting their own token with a token: the new one is bounded by the old (a leaked token cannot
       // outlive its revocation). An admin minting for someone else is an administrative act of its own.
       const parent = principal.kind === 'user' && principal.user.id === user.id ? principal.token ?? null : null;
-      const t = await issueToken(deps.db, deps.signingKey, user, body.expires_in, parent);
-      return { status: 201, body: { id: t.id, token: t.token, created_at: t.createdAt, expires_at: t.expiresAt } };
+      // A permission (archive) is granted by a site admin only: it reaches beyond the user's own repos.
+      const permissions: string[] = body.permissions ?? [];
+      if (permissions.length > 0) requireAdmin(principal);
+      const t = await issueToken(deps.db, deps.signingKey, user, body.expires_in, parent, permissions);
+      return { status: 201, body: { id: t.id, token: t.token, created_at: t.createdAt, expires_at: t.expiresAt, permissions: t.permissions } };
     },
   },
   {
