@@ -15,7 +15,7 @@ import { createHttpApp, createRepo, listenHttp } from './transport/http';
 import { Archive } from './archive';
 import { startSsh } from './transport/ssh';
 import { Pipelines, chooseSandbox } from './pipelines';
-import { ComposeWorker } from './composes';
+import { ComposeWorker, submitCompose } from './composes';
 import type { ComposeDeps } from './composes';
 import { repoRole, ANONYMOUS } from './auth';
 import os from 'node:os';
@@ -56,15 +56,16 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const sandbox = chooseSandbox(config.buildSandbox);
   if (sandbox.kind === 'none') log.warn('pipeline commands run without a sandbox (bubblewrap unavailable or CAIRN_BUILD_SANDBOX=none): they can read what the server user can');
   const publicUrl = () => config.publicUrl ?? `http://${config.bind.includes(':') ? `[${config.bind}]` : config.bind}:${httpPort}`;
-  const pipelines = new Pipelines({ db, log: log.child({ mod: 'pipelines' }), gitEnv, dataDir: config.dataDir, artifactsDir: config.artifactsDir,
-    repoDir: (repo) => repoPath(config.reposDir, repo.tenantName, repo.name), workers: config.workers, logMaxBytes: config.runLogMaxBytes,
-    retentionIntervalMs: config.retentionIntervalMs, publicUrl,
-    writeRefs: (repo, updates) => hooks.writeRefs({ userName: 'cairn', userId: null, transport: 'internal' }, repo, updates),
-    canRead, sandbox, secretDirs: [config.keysDir] }, isProcessAlive);
   const composeDeps: ComposeDeps = { db, log: log.child({ mod: 'composes' }), gitEnv, artifactsDir: config.artifactsDir, composesDir: config.composesDir,
     repoDir: (repo) => repoPath(config.reposDir, repo.tenantName, repo.name), publicUrl, workers: config.composeWorkers,
     defaultTtl: config.composeDefaultTtl, maxTtl: config.composeMaxTtl, canRead };
   const composes = new ComposeWorker(composeDeps, isProcessAlive);
+  const pipelines = new Pipelines({ db, log: log.child({ mod: 'pipelines' }), gitEnv, dataDir: config.dataDir, artifactsDir: config.artifactsDir,
+    repoDir: (repo) => repoPath(config.reposDir, repo.tenantName, repo.name), workers: config.workers, logMaxBytes: config.runLogMaxBytes,
+    retentionIntervalMs: config.retentionIntervalMs, publicUrl,
+    writeRefs: (repo, updates) => hooks.writeRefs({ userName: 'cairn', userId: null, transport: 'internal' }, repo, updates),
+    canRead, sandbox, secretDirs: [config.keysDir],
+    submitCompose: (trx, c) => submitCompose(trx, composeDeps, { ...c, sourceType: 'build', flags: [] }), composed: () => composes.wake() }, isProcessAlive);
   const archive = new Archive({ db, config: config.archive, reposDir: config.reposDir, workDir: path.join(config.dataDir, 'archive-work'),
     gitEnv, log: log.child({ mod: 'archive' }), writeRefs: (actor, repo, updates) => hooks.writeRefs(actor, repo, updates),
     createRepo: (tenant, name, createdBy) => createRepo({ db, gitEnv, config }, tenant, name, false, createdBy),

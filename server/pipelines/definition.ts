@@ -16,6 +16,8 @@ export type Definition = {
   adjust?: StageDef;
   build: StageDef;
   publish?: { retention?: Record<string, string> };
+  /** After each successful publish, a compose of the build (plus `extra` build entries), owned by whoever saved the pipeline. */
+  compose?: { extra?: string; seconds_to_live?: number; label?: string };
 };
 
 export const MAX_COMMAND_BYTES = 16 * 1024;
@@ -40,6 +42,10 @@ export const definitionSchema = {
     } },
     adjust: stage,
     build: stage,
+    compose: { type: 'object', additionalProperties: false, properties: {
+      extra: { type: 'string', maxLength: 4096, pattern: '^[A-Za-z0-9 \\-/_.:#+?$~@]*$' },
+      seconds_to_live: { type: 'integer', minimum: 1 },
+      label: { type: 'string', maxLength: 255, pattern: '^[A-Za-z0-9 \\-/_.:#+?$~@]*$' } } },
     publish: { type: 'object', additionalProperties: false, properties: {
       retention: { type: 'object', maxProperties: 32, additionalProperties: { type: 'string', pattern: '^(forever|[1-9][0-9]{0,5}[dhms])$' } } } },
   },
@@ -77,6 +83,11 @@ export function definitionProblem(def: Definition): string | null {
     if (releaseProblem(u.release)) return `triggers.upstream.${i}.release ${releaseProblem(u.release)}`;
     const problem = u.ref === undefined ? null : refPatternProblem(u.ref, true);
     if (problem) return `triggers.upstream.${i}.ref ${problem}`;
+  }
+  for (const entry of (def.compose?.extra ?? '').split(' ').filter(Boolean)) {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\/[A-Za-z0-9][A-Za-z0-9._-]{0,63}#[^@\s]+(@\d{8}T\d{6}Z)?$/.test(entry)) {
+      return `compose.extra: "${entry}" must be TENANT/REPO#RELEASE[@BUILD-DATE]`;
+    }
   }
   for (const key of Object.keys(def.publish?.retention ?? {})) {
     const problem = refPatternProblem(key);

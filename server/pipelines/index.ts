@@ -22,9 +22,10 @@ export class Pipelines {
   private busy = new Set<Promise<unknown>>();
   private consumeNow: () => void = () => undefined;
 
-  constructor(private readonly d: PipelineDeps & { retentionIntervalMs: number }, private readonly isAlive: (pid: number) => boolean) {
+  constructor(private readonly d: PipelineDeps & { retentionIntervalMs: number; composed?: () => void }, private readonly isAlive: (pid: number) => boolean) {
     this.worker = new RunWorker(d);
-    this.triggers = new PipelineTriggers(d.db, d.gitEnv, d.repoDir, d.canRead, () => this.worker.wake(), d.log.child({ part: 'triggers' }));
+    this.triggers = new PipelineTriggers(d.db, d.gitEnv, d.repoDir, d.canRead, () => this.worker.wake(), d.log.child({ part: 'triggers' }),
+      d.submitCompose, () => d.composed?.());
   }
 
   async start(): Promise<void> {

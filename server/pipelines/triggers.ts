@@ -5,6 +5,7 @@ import type { StoredEvent } from '../store';
 import { currentRefs, git, runGit } from '../git';
 import { Definition, lastDue, refMatches } from './definition';
 import { queueRun } from './queue';
+import type { PipelineDeps } from './worker';
 
 const CONSUMER = 'pipelines';
 const BATCH = 200;
@@ -17,7 +18,8 @@ const ZERO_ID = '0'.repeat(40);
  */
 export class PipelineTriggers {
   constructor(private readonly db: Knex, private readonly gitEnv: NodeJS.ProcessEnv, private readonly repoDir: (repo: store.Repo) => string,
-    private readonly canRead: (db: Db, userName: string, repo: store.Repo) => Promise<boolean>, private readonly queued: () => void, private readonly log: Logger) {}
+    private readonly canRead: (db: Db, userName: string, repo: store.Repo) => Promise<boolean>, private readonly queued: () => void, private readonly log: Logger,
+    private readonly submitCompose: PipelineDeps['submitCompose'] = async () => undefined, private readonly composed: () => void = () => undefined) {}
 
   /** Reads what the outbox holds past the cursor; true when it found anything (call again at once). */
   async consume(): Promise<boolean> {
@@ -68,6 +70,14 @@ export class PipelineTriggers {
     const repo = await store.findRepoById(trx, e.repoId);
     if (!repo) return false;
     let queued = false;
+    const own = await store.findPipeline(trx, e.repoId);
+    const compose = (own?.definition as Definition | undefined)?.compose;
+    if (own && compose) {
+      const source = [`${repo.tenantName}/${repo.name}#${String(e.data.release)}@${String(e.data.build_date)}`,
+        ...(compose.extra ?? '').split(' ').filter(Boolean)].join(' ');
+      await this.submitCompose(trx, { owner: own.updatedBy, source, secondsToLive: compose.seconds_to_live ?? null, label: compose.label ?? null, repoIds: [repo.id] });
+      this.composed();
+    }
     for (const link of await store.downstreamOf(trx, e.repoId, String(e.data.release))) {
       const pipeline = await store.findPipeline(trx, link.repoId);
       if (!pipeline) continue;

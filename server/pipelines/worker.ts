@@ -29,6 +29,8 @@ export type PipelineDeps = {
   /** May this user read this repository (now)? An upstream build reaches a pipeline only while its saver may. */
   canRead: (db: Db, userName: string, repo: Repo) => Promise<boolean>;
   sandbox: Sandbox;
+  /** Queues a compose in the caller's transaction (a pipeline's `compose` after a publish). */
+  submitCompose: (trx: Knex.Transaction, c: { owner: string; source: string; secondsToLive: number | null; label: string | null; repoIds: number[] }) => Promise<unknown>;
   /** Hidden from commands in a sandbox. */
   secretDirs: string[];
 };

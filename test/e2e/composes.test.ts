@@ -215,6 +215,30 @@ describe('composes, ODCS-style', () => {
     assert.equal((await odcs('DELETE', `composes/${byGroup.body.id}`, undefined, stranger)).status, 404);
   });
 
+  it('a pipeline can make a compose of each successful build as it publishes', async () => {
+    await server.repo('acme', 'auto');
+    const def = { triggers: { push: ['refs/heads/main'] }, build: { run: 'echo auto > "$CAIRN_OUTPUT_DIR/auto.txt"' },
+      compose: { extra: 'acme/app#main', label: 'nightly', seconds_to_live: 120 } };
+    assert.equal((await server.api('PUT', '/api/v1/repos/acme/auto/pipeline', def, admin())).status, 200);
+    const bad = await server.api('PUT', '/api/v1/repos/acme/auto/pipeline', { ...def, compose: { extra: 'acme/app' } }, admin());
+    assert.equal(bad.status, 422);
+    assert.match(bad.body.error.message, /compose\.extra/);
+    const work = await workTree(server.url('acme/auto', { user: 'admin', token: admin() }));
+    await must(git(work, 'push', '-q', 'origin', 'main'));
+    const run = await waitFor('the build', async () => {
+      const r = ((await server.api('GET', '/api/v1/repos/acme/auto/runs', undefined, admin())).body as any[])[0];
+      return r?.state === 'succeeded' ? r : null;
+    }, 30_000);
+    const made = await waitFor('the compose', async () => (await odcs('GET', 'composes/?label=nightly', undefined, admin())).body.items[0]);
+    assert.equal(made.source, `acme/auto#main@${run.build_date} acme/app#main`);
+    assert.equal(made.owner, 'admin');
+    const done = await settled(made.id);
+    assert.equal(done.state_name, 'done', done.state_reason);
+    assert.equal((await file(`${done.toplevel_url}builds/acme/auto/main/${run.build_date}/auto.txt`)).toString(), 'auto\n');
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal((await odcs('GET', 'composes/?label=nightly', undefined, admin())).body.meta.total, 1, 'one compose per publish');
+  });
+
   it('a bounded number generate at once; the rest wait and can be cancelled by their owner', async () => {
     await server.repo('acme', 'big');
     const big = await workTree(server.url('acme/big', { user: 'admin', token: admin() }));
