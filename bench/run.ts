@@ -6,6 +6,7 @@ import { ensureSshd, startSshd } from './sshd';
 import { ensureInstalled, startReference } from './reference';
 import { pipelineBench } from './pipelines';
 import { archiveBench } from './archive';
+import { composeBench } from './composes';
 
 // npm run bench: Cairn side by side with git http-backend (nginx + fcgiwrap) in one run, on the same
 // fixtures and the same git client. Ratios matter; absolute figures move with the machine.
@@ -141,6 +142,7 @@ async function main(): Promise<void> {
   sshd.stop();
   await cairn.stop();
   const archive = await archiveBench();
+  const composes = await composeBench();
 
   const gitVersion = (await run('git', ['--version'])).stdout.trim().replace('git version ', '');
   const lines = [
@@ -152,6 +154,7 @@ async function main(): Promise<void> {
     `Cairn server CPU per new SSH connection (key exchange, public-key auth, one \`info\`): ${cpuPerConnection.toFixed(1)} ms.`,
     '', ...pipelines.lines,
     '', ...archive,
+    '', ...composes,
   ];
   process.stdout.write(lines.join('\n') + '\n');
   fs.rmSync(work, { recursive: true, force: true });

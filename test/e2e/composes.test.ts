@@ -264,5 +264,25 @@ describe('composes, ODCS-style', () => {
     assert.equal(maxGenerating, 1, 'CAIRN_COMPOSE_WORKERS=1: one at a time');
     const cancelled = (await odcs('GET', `composes/${last}`, undefined, admin())).body;
     assert.deepEqual([cancelled.state_name, cancelled.state_reason], ['failed', 'Canceled by qa-bot']);
+
+    // A server killed while generating: after restart the compose is generated again, and nothing half-written is served.
+    const big2 = big;
+    fs.writeFileSync(path.join(big2, 'blob2'), crypto.randomBytes(40 * 1024 * 1024));
+    await must(git(big2, 'add', 'blob2'));
+    await must(git(big2, 'commit', '-q', '-m', 'bigger'));
+    await must(git(big2, 'push', '-q', 'origin', 'main'));
+    const killed = (await submit({ type: 'git', source: 'acme/big#main' }, admin(), { flags: ['no_reuse'] })).body.id;
+    await waitFor('generation to start', async () => (await odcs('GET', `composes/${killed}`, undefined, admin())).body.state_name === 'generating', 20_000);
+    await server.stop('SIGKILL');
+    await server.start();
+    const resumed = await settled(killed);
+    assert.equal(resumed.state_name, 'done', resumed.state_reason);
+    const manifest = JSON.parse((await file(`${resumed.toplevel_url}manifest.json`)).toString());
+    const bytes = await file(`${resumed.toplevel_url}${manifest.files[0].path}`);
+    assert.equal(crypto.createHash('sha256').update(bytes).digest('hex'), manifest.files[0].sha256);
+    const events = ((await server.api('GET', '/api/v1/events?repo=acme/big&limit=1000', undefined, admin())).body as any[])
+      .filter((e) => e.event === 'compose.state_changed' && e.compose.id === killed).map((e) => e.compose.state_name);
+    assert.deepEqual(events.slice(-2), ['generating', 'done']);
+    assert.ok(events.includes('wait'));
   });
 });
