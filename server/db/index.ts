@@ -79,7 +79,7 @@ export const instant = (offsetMs = 0): string => new Date(Date.now() + offsetMs)
  * (SELECT … LIMIT n FOR UPDATE SKIP LOCKED) may run its subquery more than once and claim more than n rows.
  * SQLite has one writer: the transaction alone makes the claim exclusive.
  */
-export async function lockedIds(db: Db, query: Knex.QueryBuilder): Promise<number[]> {
+export async function lockedIds<T extends number | string = number>(db: Db, query: Knex.QueryBuilder): Promise<T[]> {
   if (db.client.config.client === 'pg') query.forUpdate().skipLocked();
-  return (await query).map((r: { id: number }) => r.id);
+  return (await query).map((r: { id: T }) => r.id);
 }

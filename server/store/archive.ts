@@ -1,10 +1,7 @@
-import { Db, Knex } from '../db';
+import { Db, instant, Knex, lockedIds } from '../db';
 
 // The archive API's tables: the tree → tag dedup index, and the task queue with its callbacks.
 
-/** Times with milliseconds, one format throughout, so they compare as strings. */
-const instant = (offsetMs = 0): string => new Date(Date.now() + offsetMs).toISOString();
-const isPg = (db: Db): boolean => db.client.config.client === 'pg';
 
 export type ArchivedTree = { repoId: number; tree: string; tag: string; commit: string; branch: string };
 type TreeRow = { repo_id: number; tree: string; tag: string; commit: string; branch: string; created_at: string };
@@ -69,14 +66,17 @@ export async function findTask(db: Db, id: string): Promise<ArchiveTask | null> 
 export async function claimTasks(db: Knex, limit: number, owner: string, leaseMs: number): Promise<ArchiveTask[]> {
   if (limit <= 0) return [];
   const at = instant();
-  const due = db('archive_tasks').select('id')
-    .where((w) => w.where('state', 'queued').andWhere('cancel_requested', false))
-    .orWhere((w) => w.where('state', 'running').andWhere('lease_until', '<', at).whereNotNull('callback_url').andWhere('cancel_requested', false))
-    .orderBy('created_at').limit(limit);
-  if (isPg(db)) due.forUpdate().skipLocked();
-  const rows = await db('archive_tasks').whereIn('id', due)
-    .update({ state: 'running', lease_owner: owner, lease_until: instant(leaseMs) }).returning('*');
-  return (rows as TaskRow[]).map(toTask);
+  // Two steps in one transaction: see lockedIds (one UPDATE … IN (SELECT … SKIP LOCKED) can claim more than `limit`).
+  return db.transaction(async (trx) => {
+    const ids = await lockedIds<string>(trx, trx('archive_tasks').select('id')
+      .where((w) => w.where('state', 'queued').andWhere('cancel_requested', false))
+      .orWhere((w) => w.where('state', 'running').andWhere('lease_until', '<', at).whereNotNull('callback_url').andWhere('cancel_requested', false))
+      .orderBy('created_at').limit(limit));
+    if (ids.length === 0) return [];
+    const rows = await trx('archive_tasks').whereIn('id', ids)
+      .update({ state: 'running', lease_owner: owner, lease_until: instant(leaseMs) }).returning('*');
+    return (rows as TaskRow[]).map(toTask);
+  });
 }
 
 /** Keeps this process's tasks leased; answers which of them someone asked to cancel. */
@@ -120,13 +120,15 @@ export type DueCallback = { id: string; url: string; method: string; attempts: n
 /** Claims callbacks whose time has come, and ones whose sender's lease ran out. */
 export async function claimDueCallbacks(db: Knex, limit: number, owner: string, leaseMs: number): Promise<DueCallback[]> {
   const at = instant();
-  const due = db('archive_tasks').select('id')
-    .where((w) => w.where('callback_state', 'pending').andWhere('callback_next_at', '<=', at))
-    .orWhere((w) => w.where('callback_state', 'sending').andWhere('lease_until', '<', at))
-    .orderBy('callback_next_at').limit(limit);
-  if (isPg(db)) due.forUpdate().skipLocked();
-  const rows = await db('archive_tasks').whereIn('id', due).update({ callback_state: 'sending', lease_owner: owner,
-    lease_until: instant(leaseMs), callback_attempts: db.raw('callback_attempts + 1') }).returning('*');
+  const rows = await db.transaction(async (trx) => {
+    const ids = await lockedIds<string>(trx, trx('archive_tasks').select('id')
+      .where((w) => w.where('callback_state', 'pending').andWhere('callback_next_at', '<=', at))
+      .orWhere((w) => w.where('callback_state', 'sending').andWhere('lease_until', '<', at))
+      .orderBy('callback_next_at').limit(limit));
+    if (ids.length === 0) return [];
+    return trx('archive_tasks').whereIn('id', ids).update({ callback_state: 'sending', lease_owner: owner,
+      lease_until: instant(leaseMs), callback_attempts: trx.raw('callback_attempts + 1') }).returning('*');
+  });
   return (rows as TaskRow[]).map((r) => {
     const status = r.result_status ?? 500;
     const ok = status === 200;
