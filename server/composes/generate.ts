@@ -6,7 +6,7 @@ import * as store from '../store';
 import type { Compose, Pin, Repo } from '../store';
 import { currentRefs, git, runGit } from '../git';
 import { latestOf, releaseDir, sha256File } from '../artifacts';
-import { parseEntry, SourceType } from './request';
+import { parseEntry, releaseShaped, SourceType } from './request';
 
 export type PinDeps = {
   db: Knex; gitEnv: NodeJS.ProcessEnv; repoDir: (repo: Repo) => string; artifactsDir: string; composesDir: string;
@@ -43,14 +43,19 @@ async function pinRef(d: PinDeps, repo: Repo, ref: string): Promise<Pin> {
   throw new PinError(`${repo.tenantName}/${repo.name} has no branch or tag "${ref}"`);
 }
 
+/** A build's directory; a path that would leave the repository's artifact tree is no build at all. */
 function buildDir(d: PinDeps, repo: string, release: string, buildDate: string): string {
   const [tenant, name] = repo.split('/');
-  return path.join(releaseDir(d.artifactsDir, tenant, name, release), buildDate);
+  const root = path.resolve(releaseDir(d.artifactsDir, tenant, name, ''));
+  const dir = path.resolve(releaseDir(d.artifactsDir, tenant, name, release), buildDate);
+  if (!releaseShaped(release) || !dir.startsWith(root + path.sep)) throw new PinError(`${repo} has no build ${release}@${buildDate}`);
+  return dir;
 }
 
 /** A published, successful build: `latest_build` when no date is given. */
 function pinBuild(d: PinDeps, repo: Repo, release: string, buildDate: string | null): Pin {
   const full = `${repo.tenantName}/${repo.name}`;
+  if (!releaseShaped(release)) throw new PinError(`${full} has no successful build of ${release}`);
   const date = buildDate ?? latestOf(releaseDir(d.artifactsDir, repo.tenantName, repo.name, release));
   if (!date) throw new PinError(`${full} has no successful build of ${release}`);
   const dir = buildDir(d, full, release, date);
@@ -75,7 +80,8 @@ export async function resolvePins(d: PinDeps, c: Compose): Promise<{ pins: Pin[]
     if (typeof parsed === 'number') {
       const other = await store.findCompose(d.db, parsed);
       const otherRepos = other ? await store.composeRepoIds(d.db, other.id) : [];
-      const visible = other && (other.owner === c.owner || (await Promise.all(otherRepos.map(async (id) => {
+      // As the API's rule: every repository it draws on readable by this owner (its own owner's, when it draws on none).
+      const visible = other && (otherRepos.length === 0 ? other.owner === c.owner : (await Promise.all(otherRepos.map(async (id) => {
         const repo = await store.findRepoById(d.db, id);
         return repo !== null && d.canRead(d.db, c.owner, repo);
       }))).every(Boolean));
@@ -110,7 +116,7 @@ export async function materialize(d: PinDeps, id: number, pins: Pin[]): Promise<
       if (p.type === 'git') {
         const [tenant, name] = p.repo.split('/');
         const { file, sha256, size } = await sourceTarball(d, p);
-        const rel = path.join('git', tenant, name, `${p.ref.replace(/^refs\/(heads|tags)\//, '')}.tar.gz`);
+        const rel = path.join('git', tenant, name, `${p.ref.replace(/^refs\//, '')}.tar.gz`);
         fs.mkdirSync(path.dirname(path.join(staging, rel)), { recursive: true });
         fs.linkSync(file, path.join(staging, rel));
         files.push({ path: rel, sha256, size, origin: { type: 'git', repo: p.repo, ref: p.ref, commit: p.commit, tree: p.tree } });
@@ -127,8 +133,10 @@ export async function materialize(d: PinDeps, id: number, pins: Pin[]): Promise<
     }
     files.sort((a, b) => (a.path < b.path ? -1 : 1));
     fs.writeFileSync(path.join(staging, 'manifest.json'), `${JSON.stringify({ compose: id, pins, files }, null, 2)}\n`);
-    fs.rmSync(final, { recursive: true, force: true });
+    const old = `${staging}-old`;
+    if (fs.existsSync(final)) fs.renameSync(final, old);
     fs.renameSync(staging, final);
+    fs.rmSync(old, { recursive: true, force: true });
     return final;
   } catch (err) {
     fs.rmSync(staging, { recursive: true, force: true });

@@ -77,9 +77,14 @@ export function parseEntry(type: SourceType, e: string): GitEntry | BuildEntry |
   const at = rest.lastIndexOf('@');
   const release = at >= 0 ? rest.slice(0, at) : rest;
   const buildDate = at >= 0 ? rest.slice(at + 1) : null;
-  if (release === '' || (buildDate !== null && !BUILD_DATE.test(buildDate))) throw new RequestError(`"${e}": the build date must be YYYYMMDDTHHMMSSZ`);
+  if (!releaseShaped(release)) throw new RequestError(`"${e}": the release must be a branch name or tags/NAME`);
+  if (buildDate !== null && !BUILD_DATE.test(buildDate)) throw new RequestError(`"${e}": the build date must be YYYYMMDDTHHMMSSZ`);
   return { repo, release, buildDate };
 }
+
+/** A release names a branch or `tags/NAME`: components as git allows them, so never `.`, `..` or empty. */
+export const releaseShaped = (release: string): boolean =>
+  release !== '' && !release.includes('..') && release.split('/').every((c) => c !== '' && !c.startsWith('.') && !c.endsWith('.lock'));
 
 /** The repositories a request names (none for a compose of composes: those come from the composes). */
 export function reposOf(r: ComposeRequest): string[] {

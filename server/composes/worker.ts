@@ -12,6 +12,24 @@ export type ComposeDeps = PinDeps & { log: Logger; publicUrl: () => string; work
 
 export const STATE_CODES: Record<ComposeState, number> = { wait: 0, generating: 1, done: 2, removed: 3, failed: 4 };
 
+/**
+ * What an event on one repository may say about a compose: only that repository's entries and pins, since
+ * its readers need not be able to read the others.
+ */
+function composeJsonFor(publicUrl: string, c: Compose, repo: string): Record<string, unknown> {
+  const json = composeJson(publicUrl, c);
+  const mine = (entry: string) => entry.split('#')[0] === repo;
+  return { ...json, source: c.sourceType === 'compose' ? c.source : c.source.split(' ').filter(mine).join(' '),
+    pins: c.pins ? c.pins.filter((p) => p.repo === repo) : null, toplevel_url: null };
+}
+
+async function composeEvent(trx: Knex.Transaction, d: ComposeDeps, c: Compose): Promise<void> {
+  for (const repoId of await store.composeRepoIds(trx, c.id)) {
+    const repo = await store.findRepoById(trx, repoId);
+    if (repo) await appendEvent(trx, repoId, 'compose.state_changed', { compose: composeJsonFor(d.publicUrl(), c, `${repo.tenantName}/${repo.name}`) }, now());
+  }
+}
+
 /** ODCS's JSON for a compose, with Cairn's pins; `toplevel_url` names the compose whose files it uses. */
 export function composeJson(publicUrl: string, c: Compose): Record<string, unknown> {
   return { id: c.id, owner: c.owner, source_type: c.sourceType, source: c.source, state: STATE_CODES[c.state], state_name: c.state,
@@ -34,9 +52,7 @@ export async function transition(trx: Knex.Transaction, d: ComposeDeps, id: numb
   if (to === 'removed') fields.timeRemoved = now();
   await store.updateCompose(trx, id, fields);
   const after = (await store.findCompose(trx, id))!;
-  for (const repoId of await store.composeRepoIds(trx, id)) {
-    await appendEvent(trx, repoId, 'compose.state_changed', { compose: composeJson(d.publicUrl(), after) }, now());
-  }
+  await composeEvent(trx, d, after);
   // Composes waiting on this one's content end as it does.
   if (to === 'done' || to === 'failed') {
     for (const r of await store.reusersOf(trx, id)) if (r.state === 'generating') await transition(trx, d, r.id, to, reason);
@@ -48,9 +64,7 @@ export async function transition(trx: Knex.Transaction, d: ComposeDeps, id: numb
 export async function submitCompose(trx: Knex.Transaction, d: ComposeDeps, c: Omit<store.NewCompose, 'secondsToLive'> & { secondsToLive: number | null }): Promise<Compose> {
   const ttl = Math.min(c.secondsToLive ?? d.defaultTtl, d.maxTtl);
   const created = await store.insertCompose(trx, { ...c, secondsToLive: ttl });
-  for (const repoId of await store.composeRepoIds(trx, created.id)) {
-    await appendEvent(trx, repoId, 'compose.state_changed', { compose: composeJson(d.publicUrl(), created) }, now());
-  }
+  await composeEvent(trx, d, created);
   return created;
 }
 
@@ -74,6 +88,10 @@ export class ComposeWorker {
 
   async start(): Promise<void> {
     fs.mkdirSync(this.d.composesDir, { recursive: true });
+    // What a killed generator left half-written is never served, and goes now.
+    for (const name of fs.readdirSync(this.d.composesDir)) {
+      if (name.startsWith('.tmp-odcs-')) fs.rmSync(path.join(this.d.composesDir, name), { recursive: true, force: true });
+    }
     await this.recover(true);
     const tick = () => { this.wake(); if (!this.stopped) this.timers[0] = setTimeout(tick, TICK_MS); };
     const sweep = () => {
@@ -100,17 +118,29 @@ export class ComposeWorker {
     this.filling = this.fill().catch((err) => this.d.log.error({ err }, 'compose worker failed')).finally(() => { this.filling = null; });
   }
 
-  /** Generating composes whose generator is gone start again from `wait` (their pins, if any, are kept). */
+  /**
+   * Generating composes whose generator is gone start again from `wait` (their pins, if any, are kept). A
+   * reuser has no generator: it ends as its base did, or starts over on its own if the base went away.
+   */
   private async recover(atStart: boolean): Promise<void> {
     for (const c of await store.orphanedComposes(this.d.db, `${os.hostname()}:`)) {
+      if (c.reusedId !== null) continue;
       const owner = c.leaseOwner ?? '';
       const pid = Number(owner.slice(owner.lastIndexOf(':') + 1));
       const expired = c.leaseUntil !== null && c.leaseUntil < new Date().toISOString();
       const mine = owner.startsWith(`${os.hostname()}:`) && (pid === process.pid ? atStart : !this.isAlive(pid));
       if (!expired && !mine) continue;
-      // A reuser waits on its source's generator, not its own: it stays until that one ends.
-      if (c.reusedId !== null) continue;
       await inTransaction(this.d.db, (trx) => transition(trx, this.d, c.id, 'wait', 'Generation restarted: the server generating it stopped'));
+    }
+    for (const r of await store.generatingReusers(this.d.db)) {
+      await inTransaction(this.d.db, async (trx) => {
+        const current = await store.findCompose(trx, r.id);
+        const base = current?.reusedId ? await store.findCompose(trx, current.reusedId) : null;
+        if (!current || current.state !== 'generating' || !base || base.state === 'generating') return;
+        if (base.state === 'done') await transition(trx, this.d, r.id, 'done', `Compose is generated successfully (content of compose ${base.id} reused)`);
+        else if (base.state === 'failed') await transition(trx, this.d, r.id, 'failed', base.stateReason ?? 'Error while generating compose');
+        else await transition(trx, this.d, r.id, 'wait', `Compose ${base.id}, whose content it was to reuse, is gone: generating on its own`, { reusedId: null });
+      });
     }
   }
 
@@ -130,27 +160,29 @@ export class ComposeWorker {
 
   private async generate(c: Compose): Promise<void> {
     const started = Date.now();
-    const lease = setInterval(() => {
-      store.updateCompose(this.d.db, c.id, { leaseUntil: new Date(Date.now() + LEASE_MS).toISOString() }).catch(() => undefined);
-    }, LEASE_MS / 4);
+    const lease = setInterval(() => { store.renewComposeLease(this.d.db, c.id, this.owner, LEASE_MS).catch(() => undefined); }, LEASE_MS / 4);
     try {
       const { pins, repoIds } = await resolvePins(this.d, c);
       const key = pinsKey(pins);
-      const reuse = c.flags.includes('no_reuse') ? null : await store.reusableCompose(this.d.db, key, c.id);
-      await inTransaction(this.d.db, async (trx) => {
+      // A compose others already reuse never becomes a reuser itself: no chains.
+      const reuse = c.flags.includes('no_reuse') || (await store.reusersOf(this.d.db, c.id)).length > 0 ? null
+        : await store.reusableCompose(this.d.db, key, c.id);
+      const reused = await inTransaction(this.d.db, async (trx) => {
         await store.setComposeRepos(trx, c.id, repoIds);
-        await store.updateCompose(trx, c.id, { pins, pinsKey: key, stateReason: 'Compose is generating', ...(reuse ? { reusedId: reuse.id } : {}) });
+        await store.updateCompose(trx, c.id, { pins, pinsKey: key, stateReason: 'Compose is generating' });
+        if (!reuse) return false;
+        // The base, locked for this transaction, decides: done now, still generating, or gone (then generate).
+        const base = await store.findComposeForUpdate(trx, reuse.id);
+        if (!base || (base.state !== 'done' && base.state !== 'generating')) return false;
+        await store.updateCompose(trx, c.id, { reusedId: base.id });
+        // Both live as long as the longer-lived of them.
+        const later = [base.timeToExpire, store.secondsFromNow(c.secondsToLive)].sort()[1];
+        if (later > base.timeToExpire) await store.updateCompose(trx, base.id, { timeToExpire: later });
+        if (base.state === 'done') await transition(trx, this.d, c.id, 'done', `Compose is generated successfully (content of compose ${base.id} reused)`);
+        return true;
       });
-      if (reuse) {
-        await inTransaction(this.d.db, async (trx) => {
-          // Both live as long as the longer-lived of them.
-          const later = [reuse.timeToExpire, store.secondsFromNow(c.secondsToLive)].sort()[1];
-          await store.updateCompose(trx, reuse.id, { timeToExpire: later > reuse.timeToExpire ? later : reuse.timeToExpire });
-          const current = await store.findCompose(trx, reuse.id);
-          if (current?.state === 'done') await transition(trx, this.d, c.id, 'done', `Compose is generated successfully (content of compose ${reuse.id} reused)`);
-          else await store.updateCompose(trx, c.id, { stateReason: 'Compose is generating', leaseUntil: new Date(Date.now() + 24 * 3600_000).toISOString() });
-        });
-        this.d.log.info({ compose: c.id, reused: reuse.id }, 'compose reuses an identical one');
+      if (reused) {
+        this.d.log.info({ compose: c.id, reused: reuse!.id }, 'compose reuses an identical one');
         return;
       }
       await materialize(this.d, c.id, pins);
@@ -173,7 +205,8 @@ export class ComposeWorker {
     for (const c of await store.expiredComposes(this.d.db)) {
       await inTransaction(this.d.db, async (trx) => {
         const current = await store.findCompose(trx, c.id);
-        if (!current || !['done', 'failed'].includes(current.state)) return;
+        // Renewed since it was listed: not expired after all.
+        if (!current || !['done', 'failed'].includes(current.state) || current.timeToExpire >= now()) return;
         const why = current.removedBy ? `Removed by ${current.removedBy}.` : 'Compose is expired.';
         await transition(trx, this.d, c.id, 'removed', current.stateReason ? `${current.stateReason}\n${why}` : why);
       });
@@ -193,7 +226,11 @@ export class ComposeWorker {
     if (!fs.existsSync(dir)) return;
     for (const name of fs.readdirSync(dir)) {
       const file = path.join(dir, name);
-      try { if (name.endsWith('.tar.gz') && fs.statSync(file).nlink === 1 && Date.now() - fs.statSync(file).mtimeMs > 60_000) fs.rmSync(file); } catch { /* raced */ }
+      try {
+        const st = fs.statSync(file);
+        // Unlinked tarballs after an hour (a generator may be about to link one); a temp file a killed generator left.
+        if (st.nlink === 1 && Date.now() - st.mtimeMs > 3600_000) fs.rmSync(file);
+      } catch { /* raced */ }
     }
   }
 }

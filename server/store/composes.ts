@@ -52,7 +52,7 @@ export async function findCompose(db: Db, id: number): Promise<Compose | null> {
 
 export type ComposeQuery = { filters: Partial<Record<'owner' | 'source_type' | 'source' | 'state' | 'label', string>>;
   orderBy: string; descending: boolean; offset: number; limit: number;
-  /** null: everything (an admin); else composes owned by `owner`, or drawing on some repositories, all of them among these. */
+  /** null: everything (an admin); else composes drawing on some repositories, all of them among these (or on none, owned by `owner`). */
   visibleTo: { owner: string; repoIds: number[] } | null };
 
 export async function queryComposes(db: Db, q: ComposeQuery): Promise<{ items: Compose[]; total: number }> {
@@ -61,7 +61,8 @@ export async function queryComposes(db: Db, q: ComposeQuery): Promise<{ items: C
     for (const [k, v] of Object.entries(q.filters)) if (v !== undefined) b.where(`c.${k}`, v);
     if (q.visibleTo) {
       const { owner, repoIds } = q.visibleTo;
-      b.where((w) => w.where('c.owner', owner).orWhere((v) => v
+      b.where((w) => w.where((o) => o.where('c.owner', owner)
+        .whereNotExists(db('compose_repos as cr1').select(db.raw('1')).whereRaw('cr1.compose_id = c.id'))).orWhere((v) => v
         .whereExists(db('compose_repos as cr0').select(db.raw('1')).whereRaw('cr0.compose_id = c.id'))
         .whereNotExists(db('compose_repos as cr').select(db.raw('1')).whereRaw('cr.compose_id = c.id').whereNotIn('cr.repo_id', repoIds.length > 0 ? repoIds : [-1]))));
     }
@@ -88,7 +89,7 @@ export async function countGenerating(db: Db, owner: string): Promise<number> {
 }
 
 export async function updateCompose(db: Db, id: number, fields: Partial<{ state: ComposeState; stateReason: string; pins: Pin[]; pinsKey: string;
-  reusedId: number; timeDone: string; timeRemoved: string; timeToExpire: string; removedBy: string; leaseUntil: string | null }>): Promise<void> {
+  reusedId: number | null; timeDone: string; timeRemoved: string; timeToExpire: string; removedBy: string; leaseUntil: string | null }>): Promise<void> {
   const map: Record<string, string> = { state: 'state', stateReason: 'state_reason', pinsKey: 'pins_key', reusedId: 'reused_id', timeDone: 'time_done',
     timeRemoved: 'time_removed', timeToExpire: 'time_to_expire', removedBy: 'removed_by', leaseUntil: 'lease_until' };
   const row: Record<string, unknown> = {};
@@ -106,6 +107,22 @@ export async function reusableCompose(db: Db, pinsKey: string, beforeId: number)
     .andWhere('id', '<', beforeId).orderBy('id', dir).first();
   const row = (await q('done', 'desc')) ?? (await q('generating', 'asc'));
   return row ? toCompose(row) : null;
+}
+
+export async function findComposeForUpdate(db: Db, id: number): Promise<Compose | null> {
+  const q = db<ComposeRow>('composes').where('id', id).first();
+  if (db.client.config.client === 'pg') q.forUpdate();
+  const row = await q;
+  return row ? toCompose(row) : null;
+}
+
+export async function renewComposeLease(db: Db, id: number, owner: string, leaseMs: number): Promise<void> {
+  await db('composes').where({ id, state: 'generating', lease_owner: owner }).update({ lease_until: instant(leaseMs) });
+}
+
+/** Reusers still waiting on their base. */
+export async function generatingReusers(db: Db): Promise<Compose[]> {
+  return (await db<ComposeRow>('composes').where('state', 'generating').whereNotNull('reused_id')).map(toCompose);
 }
 
 export async function reusersOf(db: Db, id: number): Promise<Compose[]> {

@@ -60,7 +60,7 @@ describe('composes, ODCS-style', () => {
     assert.deepEqual(done.pins.map((p: any) => [p.type, p.repo, p.ref, p.commit]).sort(),
       [['git', 'acme/lib', 'refs/heads/main', head], ['git', 'acme/lib', 'refs/tags/v1', head]]);
     const manifest = JSON.parse((await file(`${done.toplevel_url}manifest.json`)).toString());
-    assert.deepEqual(manifest.files.map((f: any) => f.path).sort(), ['git/acme/lib/main.tar.gz', 'git/acme/lib/v1.tar.gz']);
+    assert.deepEqual(manifest.files.map((f: any) => f.path).sort(), ['git/acme/lib/heads/main.tar.gz', 'git/acme/lib/tags/v1.tar.gz']);
     for (const f of manifest.files) {
       const bytes = await file(`${done.toplevel_url}${f.path}`);
       assert.equal(crypto.createHash('sha256').update(bytes).digest('hex'), f.sha256);
@@ -82,8 +82,8 @@ describe('composes, ODCS-style', () => {
     assert.ok(!fs.existsSync(path.join(server.dataDir, 'composes', `odcs-${again.id}`)), 'no files of its own');
     const own = await settled((await submit({ type: 'git', source: 'acme/lib#v1' }, admin(), { flags: ['no_reuse'] })).body.id);
     assert.notEqual(own.toplevel_url, first.toplevel_url);
-    const a = fs.statSync(path.join(diskOf(first), 'git/acme/lib/v1.tar.gz'));
-    const b = fs.statSync(path.join(diskOf(own), 'git/acme/lib/v1.tar.gz'));
+    const a = fs.statSync(path.join(diskOf(first), 'git/acme/lib/tags/v1.tar.gz'));
+    const b = fs.statSync(path.join(diskOf(own), 'git/acme/lib/tags/v1.tar.gz'));
     assert.equal(a.ino, b.ino, 'the same tarball, linked twice');
     const build = await settled((await submit({ type: 'build', source: 'acme/app#main' })).body.id);
     assert.equal(build.state_name, 'done', build.state_reason);
@@ -103,7 +103,7 @@ describe('composes, ODCS-style', () => {
 
   it('a removed compose is made again byte for byte from its pins after the branch moved; PATCH on done only extends', async () => {
     const c = await settled((await submit({ type: 'git', source: 'acme/lib#main' }, admin(), { seconds_to_live: 1000 })).body.id);
-    const before = await file(`${c.toplevel_url}git/acme/lib/main.tar.gz`);
+    const before = await file(`${c.toplevel_url}git/acme/lib/heads/main.tar.gz`);
     const longer = await odcs('PATCH', `composes/${c.id}`, { seconds_to_live: 3000 }, admin());
     assert.equal(longer.status, 200);
     assert.equal(longer.body.id, c.id);
@@ -126,7 +126,7 @@ describe('composes, ODCS-style', () => {
     assert.deepEqual(again.body.pins, c.pins, 'the same pins, though main has moved');
     const remade = await settled(again.body.id);
     assert.equal(remade.state_name, 'done', remade.state_reason);
-    assert.ok((await file(`${remade.toplevel_url}git/acme/lib/main.tar.gz`)).equals(before), 'byte for byte');
+    assert.ok((await file(`${remade.toplevel_url}git/acme/lib/heads/main.tar.gz`)).equals(before), 'byte for byte');
     const fresh = await settled((await submit({ type: 'git', source: 'acme/lib#main' })).body.id);
     assert.notEqual(fresh.pins[0].commit, c.pins[0].commit, 'a new request pins the branch as it is now');
   });
@@ -146,6 +146,40 @@ describe('composes, ODCS-style', () => {
     await waitFor('the base to be removed', async () => (await odcs('GET', `composes/${base.id}`, undefined, admin())).body.state_name === 'removed');
     await new Promise((r) => setTimeout(r, 2500));
     assert.equal((await file(`${user.toplevel_url}manifest.json`)).length > 0, true, 'the reuser still serves its files');
+  });
+
+  it('nothing leaks: path tricks in releases, events on a public repo, an owner whose access was revoked', async () => {
+    for (const source of ['acme/app#../../qa/tests/main', 'acme/app#main/../../x', 'acme/app#.hidden', 'acme/app#main/']) {
+      const r = await submit({ type: 'build', source }, admin());
+      assert.equal(r.status, 400, source);
+      assert.match(r.body.message, /release must be a branch name or tags\/NAME/);
+    }
+    await server.repo('pub', 'open', { public: true });
+    const open = await workTree(server.url('pub/open', { user: 'admin', token: admin() }));
+    await must(git(open, 'push', '-q', 'origin', 'main'));
+    const both = await settled((await submit({ type: 'git', source: 'pub/open#main acme/lib#main' })).body.id);
+    assert.equal(both.state_name, 'done', both.state_reason);
+    const seen = ((await server.api('GET', '/api/v1/events?repo=pub/open&limit=1000')).body as any[])
+      .filter((e) => e.event === 'compose.state_changed' && e.compose.id === both.id);
+    assert.ok(seen.length >= 3, 'anonymous readers of the public repo hear of the compose');
+    assert.ok(!JSON.stringify(seen).includes('acme/lib'), 'but nothing of the private repo in it');
+    assert.equal((await odcs('GET', `composes/${both.id}`)).status, 404, 'nor the compose itself');
+    // dev reads acme (a tenant role) and made a compose of acme/lib; without the role, it is gone for dev too.
+    const devs = await settled((await submit({ type: 'git', source: 'acme/lib#main' }, dev, { flags: ['no_reuse'] })).body.id);
+    assert.equal((await odcs('GET', `composes/${devs.id}`, undefined, dev)).status, 200);
+    await server.api('DELETE', '/api/v1/tenants/acme/members/dev', undefined, admin());
+    try {
+      assert.equal((await odcs('GET', `composes/${devs.id}`, undefined, dev)).status, 404);
+      assert.equal((await fetch(`${devs.toplevel_url}manifest.json`, { headers: { authorization: `Bearer ${dev}` } })).status, 404);
+      const again = await settled((await submit({ type: 'compose', source: String(devs.id) }, admin(), { flags: ['no_reuse'] })).body.id);
+      assert.equal(again.state_name, 'done', 'an admin still can');
+      const viaCompose = (await odcs('POST', 'composes/', { source: { type: 'git', source: 'acme/lib#main' } }, dev)).body;
+      const failed = await settled(viaCompose.id);
+      assert.equal(failed.state_name, 'failed', 'nor can dev pin it anew');
+      assert.match(failed.state_reason, /no repository acme\/lib/);
+    } finally {
+      await server.api('PUT', '/api/v1/tenants/acme/members/dev', { role: 'read' }, admin());
+    }
   });
 
   it('bad input gets ODCS\'s error envelope and creates nothing', async () => {
@@ -205,12 +239,15 @@ describe('composes, ODCS-style', () => {
     assert.equal(byGroup.status, 200, 'a member of tenant qa gets the qa group\'s types');
     const mine = await settled(byDev.body.id);
     assert.equal((await odcs('GET', `composes/${mine.id}`, undefined, stranger)).status, 404, 'a private repo\'s compose is invisible');
-    assert.equal((await fetch(`${server.base}/composes/odcs-${mine.reused_id ?? mine.id}/manifest.json`)).status, 401);
+    assert.equal((await fetch(`${mine.toplevel_url}manifest.json`)).status, 401, 'anonymous');
+    assert.equal((await fetch(`${mine.toplevel_url}manifest.json`, { headers: { authorization: `Bearer ${stranger}` } })).status, 404, 'no grant');
+    assert.equal((await fetch(`${mine.toplevel_url}manifest.json`, { headers: { authorization: `Bearer ${dev}` } })).status, 200, 'its owner');
     const listed = (await odcs('GET', 'composes/?per_page=100', undefined, stranger)).body;
     assert.equal(listed.items.length, 0);
     const devList = (await odcs('GET', `composes/?owner=dev&order_by=id`, undefined, dev)).body;
-    assert.deepEqual(devList.items.map((c: any) => c.id), [byDev.body.id]);
-    assert.equal(devList.meta.total, 1);
+    assert.ok(devList.items.some((c: any) => c.id === byDev.body.id));
+    assert.ok(devList.items.every((c: any) => c.owner === 'dev'));
+    assert.equal(devList.meta.total, devList.items.length);
     // Someone else's waiting compose is not theirs to cancel; not found when they cannot see it at all.
     assert.equal((await odcs('DELETE', `composes/${byGroup.body.id}`, undefined, stranger)).status, 404);
   });
@@ -220,6 +257,10 @@ describe('composes, ODCS-style', () => {
     const def = { triggers: { push: ['refs/heads/main'] }, build: { run: 'echo auto > "$CAIRN_OUTPUT_DIR/auto.txt"' },
       compose: { extra: 'acme/app#main', label: 'nightly', seconds_to_live: 120 } };
     assert.equal((await server.api('PUT', '/api/v1/repos/acme/auto/pipeline', def, admin())).status, 200);
+    await server.api('PUT', '/api/v1/repos/acme/auto/members/nobody', { role: 'admin' }, admin());
+    const notAllowed = await server.api('PUT', '/api/v1/repos/acme/auto/pipeline', def, nobody);
+    assert.equal(notAllowed.status, 403, 'a repo admin not allowed to make build composes cannot have a pipeline make them');
+    assert.match(notAllowed.body.error.message, /compose: User nobody is not in role allowed_clients/);
     const bad = await server.api('PUT', '/api/v1/repos/acme/auto/pipeline', { ...def, compose: { extra: 'acme/app' } }, admin());
     assert.equal(bad.status, 422);
     assert.match(bad.body.error.message, /compose\.extra/);

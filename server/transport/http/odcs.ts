@@ -56,11 +56,14 @@ async function route(ctx: Context, deps: ApiDeps, composes: ComposeDeps): Promis
   throw new OdcsError(405, `${ctx.method} is not allowed here`);
 }
 
-/** Admins, the owner, and whoever can read every repository the compose draws on (one that names none is its owner's). */
+/**
+ * Admins, and whoever can read every repository the compose draws on, now: its owner too loses sight of it
+ * with their access. One that draws on none (it failed before pinning) is its owner's.
+ */
 async function canSee(deps: ApiDeps, principal: Principal, c: Compose): Promise<boolean> {
-  if (isAdmin(principal) || (principal.kind === 'user' && principal.user.name === c.owner)) return true;
+  if (isAdmin(principal)) return true;
   const repoIds = await store.composeRepoIds(deps.db, c.id);
-  if (repoIds.length === 0) return false;
+  if (repoIds.length === 0) return principal.kind === 'user' && principal.user.name === c.owner;
   for (const repoId of repoIds) {
     const repo = await store.findRepoById(deps.db, repoId);
     if (!repo || (await repoRole(deps.db, principal, repo)) === 'none') return false;
@@ -80,7 +83,7 @@ function requireSignedIn(principal: Principal): string {
 }
 
 /** ODCS's allowed_clients: a user's own entry if there is one, else the entries of their groups (tenants they belong to). */
-async function requireAllowed(deps: ApiDeps, composes: ComposeDeps, principal: Principal, sourceType: string): Promise<void> {
+async function requireAllowed(deps: ApiDeps, _composes: ComposeDeps | null, principal: Principal, sourceType: string): Promise<void> {
   const name = requireSignedIn(principal);
   if (isAdmin(principal)) return;
   const allowed = deps.config.composeAllowedClients;
@@ -92,6 +95,14 @@ async function requireAllowed(deps: ApiDeps, composes: ComposeDeps, principal: P
   }
   if (types === null) throw new OdcsError(403, `User ${name} is not in role allowed_clients.`);
   if (!types.includes(sourceType)) throw new OdcsError(403, `User ${name} not allowed to operate with compose with source_types=${sourceType}.`);
+}
+
+/** Why this principal may not create composes of this type (the pipeline save asks, for its `compose`), or null. */
+export async function composeRefusal(deps: ApiDeps, principal: Principal, sourceType: string): Promise<string | null> {
+  try { await requireAllowed(deps, null, principal, sourceType); return null; } catch (err) {
+    if (err instanceof OdcsError) return err.message;
+    throw err;
+  }
 }
 
 async function readBody(ctx: Context): Promise<unknown> {
@@ -233,7 +244,9 @@ export async function serveComposeFiles(ctx: Context, deps: ApiDeps): Promise<vo
   if (!m) throw new CairnError('not_found', 'no such compose');
   const principal = await principalFromHeader(deps.db, deps.signingKey, ctx.get('authorization') || undefined);
   const c = await store.findCompose(deps.db, Number(m[1]));
-  if (!c || !(await canSee(deps, principal, c))) {
+  // Files are served for a done compose, or a removed one whose files a done reuser still names.
+  const served = c && (c.state === 'done' || (await store.reusersOf(deps.db, c.id)).some((r) => r.state === 'done'));
+  if (!c || !served || !(await canSee(deps, principal, c))) {
     throw principal.kind === 'anonymous' ? new CairnError('unauthenticated', 'sign in to see this compose', { 'WWW-Authenticate': 'Basic realm="cairn"' })
       : new CairnError('not_found', 'no such compose');
   }

@@ -11,6 +11,7 @@ import { cancelQueuedRun, Definition, definitionProblem, definitionSchema, queue
 import type { ApiDeps, ApiRequest, JsonSchema, Route } from './route';
 import * as s from './schemas';
 import { pageParams, pageResponse } from './paging';
+import { composeRefusal } from '../odcs';
 
 const time: JsonSchema = { type: ['string', 'null'], format: 'date-time' };
 const stateEnum = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
@@ -99,12 +100,16 @@ export const pipelineRoutes: Route[] = [
   {
     method: 'put', path: `${repoParams}/pipeline`, summary: 'Set the repository\'s pipeline (JSON, or YAML as application/yaml); checked on save',
     access: 'repo admins', body: definitionSchema, yaml: true,
-    responses: { 200: { description: 'the saved definition', schema: definitionSchema } },
+    responses: { 200: { description: 'the saved definition', schema: definitionSchema },
+      403: { description: 'not a repo admin, or (with `compose`) not allowed to create build composes', schema: s.error } },
     handler: async ({ params, body, principal, deps }) => {
       const { repo } = await requireRepoRole(deps.db, principal, params.tenant, params.repo, 'admin');
       const def = body as Definition;
       const problem = definitionProblem(def);
       if (problem) throw new CairnError('invalid_field', problem);
+      // The composes a pipeline makes are its saver's: only someone who may create build composes may ask for them.
+      const refusal = def.compose ? await composeRefusal(deps, principal, 'build') : null;
+      if (refusal) throw new CairnError('forbidden', `compose: ${refusal}`);
       const upstreams: store.UpstreamLink[] = [];
       for (const [i, u] of (def.triggers.upstream ?? []).entries()) {
         const [tenant, name] = u.repo.split('/');
