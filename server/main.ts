@@ -66,7 +66,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     writeRefs: (repo, updates) => hooks.writeRefs({ userName: 'cairn', userId: null, transport: 'internal' }, repo, updates),
     canRead, sandbox, secretDirs: [config.keysDir],
     submitCompose: (trx, c) => submitCompose(trx, composeDeps, { ...c, sourceType: 'build', flags: [] }), composed: () => composes.wake() }, isProcessAlive);
-  const archive = new Archive({ db, config: config.archive, reposDir: config.reposDir, workDir: path.join(config.dataDir, 'archive-work'),
+  const archive = new Archive({ confine: (command, writable, cwd) => sandbox.argv(command, { writable, readOnly: [], hidden: [config.dataDir, config.keysDir], cwd }), db, config: config.archive, reposDir: config.reposDir, workDir: path.join(config.dataDir, 'archive-work'),
     gitEnv, log: log.child({ mod: 'archive' }), writeRefs: (actor, repo, updates) => hooks.writeRefs(actor, repo, updates),
     createRepo: (tenant, name, createdBy) => createRepo({ db, gitEnv, config }, tenant, name, false, createdBy),
     repoUrls: (r) => ({ readonly: `${publicUrl()}/${r.tenantName}/${r.name}.git`, readwrite: sshUrl(publicUrl(), ssh.port, `${r.tenantName}/${r.name}`) }) },

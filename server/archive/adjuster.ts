@@ -17,7 +17,9 @@ export async function runAdjuster(deps: ArchiveDeps, run: TaskRun, dir: string,
   const resultFile = path.join(run.scratch, 'adjust-result.json');
   const env = { PATH: deps.gitEnv.PATH, LANG: 'C', HOME: home, CAIRN_ADJUST_REF: job.ref, CAIRN_BUILD_TYPE: job.buildType,
     CAIRN_ADJUST_PARAMETERS: JSON.stringify(job.parameters), CAIRN_ADJUST_RESULT: resultFile };
-  const r = await runProcess('/bin/sh', ['-c', command], { cwd: dir, env, signal: run.signal, timeoutMs: deps.config.adjustTimeoutMs });
+  // The checkout is an untrusted origin's: its symlinks may point anywhere; in the sandbox only the task's scratch dir is writable.
+  const [file, ...args] = deps.confine(command, [run.scratch], dir);
+  const r = await runProcess(file, args, { cwd: dir, env, signal: run.signal, timeoutMs: deps.config.adjustTimeoutMs });
   if (r.code !== 0) {
     throw new ArchiveError(`the adjuster for ${job.buildType} failed`, 'AdjustCommandError', { cmd: ['/bin/sh', '-c', command],
       exitCode: r.code, stderr: r.stderr.slice(-16384) });

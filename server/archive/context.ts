@@ -21,6 +21,11 @@ export type ArchiveDeps = {
   writeRefs: (actor: Actor, repo: Repo, updates: RefUpdate[]) => Promise<RefRefusal[]>;
   /** The API's own repository creation (row, bare repository, `repo.created` event). */
   createRepo: (tenant: Tenant, name: string, createdBy: string) => Promise<Repo>;
+  /**
+   * The argv that runs an admin's adjuster command: in the pipelines' sandbox when there is one (Cairn's data
+   * and keys hidden, only `writable` writable), else `/bin/sh -c`.
+   */
+  confine: (command: string, writable: string[], cwd: string) => string[];
   /** The clone URLs of a repository, as the API gives them. */
   repoUrls: (repo: { tenantName: string; name: string }) => { readwrite: string; readonly: string };
 };

@@ -90,10 +90,15 @@ export async function tagTree(deps: ArchiveDeps, run: TaskRun, repo: Repo, t: Ta
     taken = await peel(deps.gitEnv, dir, `refs/tags/${name}`);
     if (taken !== null && taken !== t.commit) throw new ArchiveError(`tags ${t.tagName} and ${name} are both taken by other commits`, 'RepoError');
   }
-  const branch = t.branch(name);
+  let branch = t.branch(name);
+  // A branch of that name can come from an origin (a mirror by /clone): one holding anything else is not ours.
+  const atBranch = await refId(deps.gitEnv, dir, `refs/heads/${branch}`);
+  if (atBranch !== null && atBranch !== t.commit) branch = `${branch}-${t.commit.slice(0, 8)}`;
   const updates: RefUpdate[] = [];
   if (taken === null) updates.push({ ref: `refs/tags/${name}`, oldId: ZERO, newId: await makeTag(deps.gitEnv, dir, name, t.commit, t.message) });
-  if ((await refId(deps.gitEnv, dir, `refs/heads/${branch}`)) === null) updates.push({ ref: `refs/heads/${branch}`, oldId: ZERO, newId: t.commit });
+  const atOurs = await refId(deps.gitEnv, dir, `refs/heads/${branch}`);
+  if (atOurs !== null && atOurs !== t.commit) throw new ArchiveError(`branches ${t.branch(name)} and ${branch} are both taken by other commits`, 'RepoError');
+  if (atOurs === null) updates.push({ ref: `refs/heads/${branch}`, oldId: ZERO, newId: t.commit });
   if (updates.length > 0) {
     const refusals = await deps.writeRefs(run.actor, repo, updates);
     // Refused because a twin got there first with the same commit: that is the answer, not an error.

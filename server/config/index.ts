@@ -69,7 +69,7 @@ function archiveConfig(env: NodeJS.ProcessEnv): ArchiveConfig {
   const allowedOrigins = (env.CAIRN_ARCHIVE_ALLOWED_ORIGINS || '').split(',').map((p) => p.trim()).filter(Boolean);
   for (const p of allowedOrigins) {
     // A bare scheme or host-less prefix would allow everything behind it, internal addresses included.
-    if (!/^(https?|git|ssh):\/\/[^/\s]+\//.test(p)) throw new ConfigError(`CAIRN_ARCHIVE_ALLOWED_ORIGINS: "${p}" must be a URL prefix with a host and a path, ending at a "/"`);
+    if (!/^(https?|git|ssh):\/\/[^/\s]+\//.test(p) || !p.endsWith('/')) throw new ConfigError(`CAIRN_ARCHIVE_ALLOWED_ORIGINS: "${p}" must be a URL prefix with a host and a path, ending at a "/"`);
   }
   const tenant = env.CAIRN_ARCHIVE_TENANT || 'archive';
   const tenantProblem = nameProblem('tenant', tenant);

@@ -161,6 +161,9 @@ export async function leasedArchiveWork(db: Db, ownerPrefix: string): Promise<{ 
 /** A dead runner's task: a callback task is queued again (its work is idempotent); a synchronous one is abandoned. */
 export async function releaseDeadWork(db: Db, id: string, kind: 'task' | 'callback', hasCallback: boolean): Promise<void> {
   if (kind === 'callback') { await finishCallback(db, id, { state: 'pending', retryInMs: 0 }); return; }
+  // One somebody cancelled stays cancelled: queued again, no worker would ever claim it.
+  const row = await db('archive_tasks').where('id', id).first('cancel_requested');
+  if (row?.cancel_requested) { await markCancelled(db, id); return; }
   await db('archive_tasks').where('id', id).update({ state: hasCallback ? 'queued' : 'abandoned', lease_owner: null, lease_until: null,
     ...(hasCallback ? {} : { finished_at: instant() }) });
 }

@@ -1,6 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { commit, git, must, startTestServer, TestServer, tmpDir, workTree } from '../harness';
 import { archiveToken, freePort, originServer, repour } from './archive-helpers';
@@ -77,6 +78,27 @@ describe('archive: /repour/adjust, /clone, /internal-scm, /git-external-to-inter
     assert.equal(refs.get('refs/heads/main'), head, 'the branch was synced');
     assert.equal(refs.get(`refs/heads/branch-repour-${r.body.tag}-${r.body.commit}`), r.body.commit);
     assert.equal((await must(git(repo(), 'cat-file', '-t', `refs/tags/${r.body.tag}`))).stdout.trim(), 'tag');
+  });
+
+  it('runs the adjuster in the sandbox: an origin\'s symlink cannot make it write outside, or read Cairn\'s keys', async (t) => {
+    if (spawnSync('bwrap', ['--ro-bind', '/', '/', '--unshare-pid', '--proc', '/proc', '--dev', '/dev', 'true']).status !== 0) {
+      t.skip('bubblewrap cannot run here');
+      return;
+    }
+    const target = path.join(tmpDir('cairn-outside-'), 'target');
+    fs.writeFileSync(target, 'untouched\n');
+    await server.repo('upstream', 'evil', { public: true });
+    const evil = await workTree(server.url('upstream/evil', admin()));
+    fs.symlinkSync(target, path.join(evil, 'README'));
+    fs.symlinkSync(path.join(server.keysDir, 'secrets.key'), path.join(evil, 'key'));
+    await must(git(evil, 'add', 'README', 'key'));
+    await must(git(evil, 'commit', '-q', '-m', 'links out'));
+    await must(git(evil, 'push', '-q', 'origin', 'main'));
+    const scm = await call('internal-scm', { project: 'evil', owner_groups: ['builders'] });
+    const r = await call('adjust', { ref: 'main', internal_url: { readwrite: scm.body.readwrite_url, readonly: scm.body.readonly_url },
+      originRepoUrl: originUrl('evil'), sync: true, buildType: 'MVN', taskId: 'evil-1' });
+    assert.equal(fs.readFileSync(target, 'utf8'), 'untouched\n', JSON.stringify(r.body).slice(0, 400));
+    assert.ok(!JSON.stringify(r.body).includes(fs.readFileSync(path.join(server.keysDir, 'secrets.key')).toString('base64').slice(0, 16)));
   });
 
   it('gives the same request twice the same tag and commit, creating nothing', async () => {

@@ -37,7 +37,8 @@ describe('archive: callback mode, retries, restarts, cancel (issue 5 point 4)', 
       'while [ ! -f "$1/go" ]; do sleep 0.05; done\nkill $! 2>/dev/null\necho waited > waited.txt\n', { mode: 0o755 });
     port = await freePort();
     server = await startTestServer({ CAIRN_HTTP_PORT: String(port), CAIRN_ARCHIVE_ALLOWED_ORIGINS: `http://127.0.0.1:${port}/upstream/`,
-      CAIRN_ARCHIVE_CALLBACK_RETRY_BASE_MS: '10', CAIRN_ARCHIVE_ADJUSTERS: JSON.stringify({ MVN: 'echo x >> README', WAIT: `${script} ${waitDir}` }) });
+      // No sandbox: these tests watch the adjuster's processes by pid from outside (a pid namespace would hide them).
+      CAIRN_BUILD_SANDBOX: 'none', CAIRN_ARCHIVE_CALLBACK_RETRY_BASE_MS: '10', CAIRN_ARCHIVE_ADJUSTERS: JSON.stringify({ MVN: 'echo x >> README', WAIT: `${script} ${waitDir}` }) });
     token = await archiveToken(server);
     await server.repo('upstream', 'lib', { public: true });
     const up = await workTree(server.url('upstream/lib', { user: 'admin', token: server.adminToken }));
