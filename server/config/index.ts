@@ -43,6 +43,8 @@ export type ArchiveConfig = Readonly<{
   tenant: string;
   /** URL prefixes an origin must start with; empty refuses every origin. */
   allowedOrigins: readonly string[];
+  /** URL prefixes a callback must start with; empty lets a callback go anywhere, as Repour does. */
+  allowedCallbacks: readonly string[];
   /** Build type → shell command run in the checkout by /repour/adjust. */
   adjusters: Readonly<Record<string, string>>;
   callbackRetryBaseMs: number;
@@ -71,12 +73,17 @@ function archiveConfig(env: NodeJS.ProcessEnv): ArchiveConfig {
     // A bare scheme or host-less prefix would allow everything behind it, internal addresses included.
     if (!/^(https?|git|ssh):\/\/[^/\s]+\//.test(p) || !p.endsWith('/')) throw new ConfigError(`CAIRN_ARCHIVE_ALLOWED_ORIGINS: "${p}" must be a URL prefix with a host and a path, ending at a "/"`);
   }
+  const allowedCallbacks = (env.CAIRN_ARCHIVE_ALLOWED_CALLBACKS || '').split(',').map((p) => p.trim()).filter(Boolean);
+  for (const p of allowedCallbacks) {
+    if (!/^https?:\/\/[^/\s]+\//.test(p) || !p.endsWith('/')) throw new ConfigError(`CAIRN_ARCHIVE_ALLOWED_CALLBACKS: "${p}" must be an http(s) URL prefix with a host and a path, ending at a "/"`);
+  }
   const tenant = env.CAIRN_ARCHIVE_TENANT || 'archive';
   const tenantProblem = nameProblem('tenant', tenant);
   if (tenantProblem) throw new ConfigError(`CAIRN_ARCHIVE_TENANT: ${tenantProblem}`);
   return Object.freeze({
     tenant,
     allowedOrigins: Object.freeze(allowedOrigins),
+    allowedCallbacks: Object.freeze(allowedCallbacks),
     adjusters: Object.freeze(adjusters),
     callbackRetryBaseMs: positive('CAIRN_ARCHIVE_CALLBACK_RETRY_BASE_MS', env.CAIRN_ARCHIVE_CALLBACK_RETRY_BASE_MS || '2000'),
     fetchTimeoutMs: 1000 * positive('CAIRN_ARCHIVE_FETCH_TIMEOUT_S', env.CAIRN_ARCHIVE_FETCH_TIMEOUT_S || '600'),

@@ -56,3 +56,17 @@ describe('archive answers', () => {
     assert.equal(sniffArchive(Buffer.from('<html>')), null);
   });
 });
+
+describe('callback allow-list', () => {
+  const body = (url: string) => ({ name: 'app', type: 'git', url: 'https://x/app.git', ref: 'v1', callback: { url } });
+  it('lets a callback go anywhere without a list, and only to listed prefixes with one', () => {
+    assert.deepEqual(validateBody('pull', body('http://127.0.0.1:9/x')), []);
+    const allowed = ['https://builds.example.com/hooks/'];
+    assert.deepEqual(validateBody('pull', body('https://builds.example.com/hooks/1'), allowed), []);
+    for (const url of ['http://127.0.0.1:9/x', 'https://builds.example.com.evil/hooks/1', 'https://builds.example.com/other']) {
+      const errors = validateBody('pull', body(url), allowed);
+      assert.equal(errors.length, 1, url);
+      assert.deepEqual(errors[0].path, ['callback', 'url']);
+    }
+  });
+});

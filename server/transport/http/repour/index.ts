@@ -15,7 +15,7 @@ export const REPOUR_PREFIX = '/repour';
 const MAX_BODY_BYTES = 1024 * 1024;
 const VERSION = { name: 'Repour', version: '3.0.6-cairn', commit: 'Unknown', builtOn: null, components: [] as string[] };
 
-type RepourDeps = { db: Knex; signingKey: Buffer; log: Logger; archive?: Archive };
+type RepourDeps = { db: Knex; signingKey: Buffer; log: Logger; archive?: Archive; config: { archive: { allowedCallbacks: readonly string[] } } };
 
 /**
  * Repour's HTTP API at /repour, in Repour's shapes throughout (so an existing client works unchanged): its
@@ -47,7 +47,7 @@ export async function serveRepour(ctx: Context, deps: RepourDeps): Promise<void>
     }
     const body = await readJson(ctx);
     if (body === undefined) return;
-    const errors = validateBody(sub as Endpoint, body);
+    const errors = validateBody(sub as Endpoint, body, deps.config.archive.allowedCallbacks);
     if (errors.length > 0) { metrics.archiveErrors.inc({ kind: 'validation' }); ctx.status = 400; ctx.body = errors; return; }
     const request = body as Record<string, unknown>;
     const result = sub === 'git-external-to-internal' ? deps.archive.externalToInternal(request.external_url as string)

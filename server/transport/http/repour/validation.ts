@@ -60,7 +60,7 @@ function toRepour(e: ErrorObject): ValidationError {
 }
 
 /** The errors of a parsed body, in Repour's list shape; empty means valid. */
-export function validateBody(endpoint: Endpoint, body: unknown): ValidationError[] {
+export function validateBody(endpoint: Endpoint, body: unknown, allowedCallbacks: readonly string[] = []): ValidationError[] {
   const validate = validators[endpoint];
   const errors: ValidationError[] = validate(body) ? [] : (validate.errors ?? []).filter((e) => e.keyword !== 'if').map(toRepour);
   if (errors.length > 0 || typeof body !== 'object' || body === null) return errors;
@@ -68,6 +68,11 @@ export function validateBody(endpoint: Endpoint, body: unknown): ValidationError
   for (const key of ['callback', 'positiveCallback', 'negativeCallback']) {
     const c = b[key] as Record<string, unknown> | undefined;
     if (c && !c.url && !c.uri) errors.push({ error_message: 'a callback needs a url (or uri)', error_type: 'dictionary value', path: [key] });
+    // The server sends the result there: with an allow-list, nowhere else (no internal address by way of a callback).
+    const target = c ? String(c.url ?? c.uri ?? '') : '';
+    if (target && allowedCallbacks.length > 0 && !allowedCallbacks.some((p) => target.startsWith(p))) {
+      errors.push({ error_message: 'callback URL is not among the allowed ones (CAIRN_ARCHIVE_ALLOWED_CALLBACKS)', error_type: 'dictionary value', path: [key, 'url'] });
+    }
   }
   // Split callbacks come in pairs (or with callback): one alone would be silently never called.
   if (!b.callback && (b.positiveCallback === undefined) !== (b.negativeCallback === undefined)) {
