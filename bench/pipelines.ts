@@ -21,6 +21,16 @@ async function appeared(file: string, timeoutMs = 20_000): Promise<void> {
   }
 }
 
+/** Waits for a line in a run's log, polling every millisecond: the moment the build's command ran. */
+async function inLog(file: string, marker: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try { if (fs.readFileSync(file, 'utf8').includes(marker)) return; } catch { /* not yet */ }
+    if (Date.now() > deadline) throw new Error(`${marker} never appeared in ${file}`);
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
+
 export type PipelineFigures = { lines: string[] };
 
 export async function pipelineBench(cairn: TestServer, referenceRoot: string, referencePushUrl: (repo: string) => string, rounds: number): Promise<PipelineFigures> {
@@ -29,8 +39,9 @@ export async function pipelineBench(cairn: TestServer, referenceRoot: string, re
 
   // 1. Push → run start. The build's first command touches a file named by the pushed commit.
   await cairn.repo('acme', 'pipe');
+  // The build runs sandboxed (the host read-only to it): it says it started in its log, which the bench watches.
   await cairn.api('PUT', '/api/v1/repos/acme/pipe/pipeline', { triggers: { push: ['refs/heads/main'] },
-    build: { run: `touch ${JSON.stringify(marks)}/cairn-$CAIRN_COMMIT` } }, cairn.adminToken);
+    build: { run: 'echo "build-started-$CAIRN_COMMIT"' } }, cairn.adminToken);
   const refRepo = path.join(referenceRoot, 'acme', 'pipe.git');
   await must(git(referenceRoot, 'init', '-q', '--bare', '-b', 'main', refRepo));
   await must(git(refRepo, 'config', 'http.receivepack', 'true'));
@@ -45,6 +56,9 @@ export async function pipelineBench(cairn: TestServer, referenceRoot: string, re
     await must(git(dir, 'push', '-q', url, 'HEAD:refs/heads/main'));
     dirs.set(name, dir);
   }
+  const pipeRuns = async () => (await cairn.api('GET', '/api/v1/repos/acme/pipe/runs?limit=1000', undefined, cairn.adminToken)).body as any[];
+  const firstRun = await waitFor('the first run', async () => (await pipeRuns()).find((r) => r.state === 'succeeded'));
+  let nextRun = firstRun.id + 1;
   const toStart = new Map<string, number[]>([['cairn', []], ['reference', []]]);
   const afterPush = new Map<string, number[]>([['cairn', []], ['reference', []]]);
   for (let i = 0; i < rounds; i++) {
@@ -54,7 +68,8 @@ export async function pipelineBench(cairn: TestServer, referenceRoot: string, re
       const start = process.hrtime.bigint();
       await must(git(dir, 'push', '-q', url, 'HEAD:refs/heads/main'));
       const pushed = ms(start);
-      await appeared(path.join(marks, `${name}-${id}`));
+      if (name === 'cairn') await inLog(path.join(cairn.dataDir, 'runs', `${nextRun++}.log`), `build-started-${id}`);
+      else await appeared(path.join(marks, `${name}-${id}`));
       toStart.get(name)!.push(ms(start));
       afterPush.get(name)!.push(ms(start) - pushed);
     }
