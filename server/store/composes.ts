@@ -69,7 +69,8 @@ export async function queryComposes(db: Db, q: ComposeQuery): Promise<{ items: C
     return b;
   };
   const total = Number((await base().count<{ n: number | string }[]>('c.id as n'))[0].n);
-  const rows = await base().select('c.*').orderBy(`c.${q.orderBy}`, q.descending ? 'desc' : 'asc').orderBy('c.id', q.descending ? 'desc' : 'asc')
+  // Times not set yet (NULL) last in either direction, as one rule for both engines.
+  const rows = await base().select('c.*').orderByRaw('(?? IS NULL)', [`c.${q.orderBy}`]).orderBy(`c.${q.orderBy}`, q.descending ? 'desc' : 'asc').orderBy('c.id', q.descending ? 'desc' : 'asc')
     .offset(q.offset).limit(q.limit);
   return { items: (rows as ComposeRow[]).map(toCompose), total };
 }

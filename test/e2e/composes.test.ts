@@ -222,6 +222,12 @@ describe('composes, ODCS-style', () => {
       assert.equal((await fetch(`${server.base}/composes/odcs-${failed.id}/`, { headers: { authorization: `Bearer ${admin()}` } })).status, 404);
     }
     assert.equal((await odcs('GET', 'composes/?order_by=nonsense', undefined, admin())).status, 400);
+    // Times not set yet sort last either way, on both engines.
+    const waiting = (await submit({ type: 'git', source: 'acme/lib#main' }, admin(), { flags: ['no_reuse'] })).body.id;
+    const byDone = (await odcs('GET', 'composes/?order_by=-time_done&per_page=100', undefined, admin())).body.items as any[];
+    const firstNull = byDone.findIndex((c) => c.time_done === null);
+    assert.ok(firstNull === -1 || byDone.slice(firstNull).every((c) => c.time_done === null), 'nulls last');
+    await settled(waiting);
     assert.equal((await odcs('GET', 'composes/424242', undefined, admin())).status, 404);
   });
 
