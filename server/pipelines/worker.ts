@@ -132,8 +132,11 @@ export class RunWorker {
 
   private async beat(): Promise<void> {
     for (const id of this.active.keys()) {
-      await store.renewLease(this.d.db, id, this.owner, LEASE_MS);
-      if (await store.isCancelRequested(this.d.db, id)) this.active.get(id)?.abort();
+      // A run no longer ours (its lease ran out while this process stalled, and it was failed and queued again) stops here.
+      if (!(await store.renewLease(this.d.db, id, this.owner, LEASE_MS))) {
+        this.d.log.warn({ run_id: id }, 'run lost its lease: stopping it here');
+        this.active.get(id)?.abort();
+      } else if (await store.isCancelRequested(this.d.db, id)) this.active.get(id)?.abort();
     }
   }
 

@@ -90,8 +90,9 @@ export async function claimRun(db: Db, owner: string, leaseMs: number): Promise<
   }
 }
 
-export async function renewLease(db: Db, id: number, owner: string, leaseMs: number): Promise<void> {
-  await db('runs').where({ id, state: 'running', lease_owner: owner }).update({ lease_until: instant(leaseMs) });
+/** False when the run is no longer this owner's (another replica judged it orphaned, or it ended). */
+export async function renewLease(db: Db, id: number, owner: string, leaseMs: number): Promise<boolean> {
+  return (await db('runs').where({ id, state: 'running', lease_owner: owner }).update({ lease_until: instant(leaseMs) })) > 0;
 }
 
 export async function updateRun(db: Db, id: number, fields: Partial<{ stages: Stage[]; adjust: AdjustResult; buildDate: string; commit: string }>): Promise<void> {

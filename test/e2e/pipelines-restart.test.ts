@@ -1,6 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import knex from 'knex';
 import path from 'node:path';
 import { commit, git, must, processesWith, startTestServer, TestServer, tmpDir, waitFor, workTree } from '../harness';
 
@@ -62,6 +63,26 @@ describe('pipelines across a server kill', () => {
     assert.equal(events.filter((e) => e.event === 'build.published').length, 2);
     const ids = events.map((e) => e.id);
     assert.equal(new Set(ids).size, ids.length);
+  });
+
+  it('a run whose lease another replica took over is stopped where it was running', async () => {
+    await server.repo('acme', 'stolen');
+    assert.equal((await server.api('PUT', '/api/v1/repos/acme/stolen/pipeline', { triggers: { push: ['refs/heads/main'] },
+      build: { run: `sleep ${SLEEP + 1}` } }, server.adminToken)).status, 200);
+    const work = await workTree(server.url('acme/stolen', { user: 'admin', token: server.adminToken }));
+    await must(git(work, 'push', '-q', 'origin', 'main'));
+    const run = await waitFor('the run', async () => (await runs('acme/stolen')).find((r) => r.state === 'running'));
+    await waitFor('its command', async () => processesWith(`sleep ${SLEEP + 1}`).length > 0);
+    // What another replica does to a run it judged orphaned: fail it, take it off this process's lease.
+    const db = server.extraEnv.DATABASE_URL ? knex({ client: 'pg', connection: server.extraEnv.DATABASE_URL })
+      : knex({ client: 'sqlite3', connection: { filename: path.join(server.dataDir, 'cairn.sqlite') }, useNullAsDefault: true });
+    try {
+      await db('runs').where('id', run.id).update({ state: 'failed', reason: 'judged orphaned elsewhere', lease_owner: null });
+    } finally { await db.destroy(); }
+    await waitFor('the command to be stopped', async () => processesWith(`sleep ${SLEEP + 1}`).length === 0, 15_000);
+    const after = (await runs('acme/stolen')).find((r) => r.id === run.id);
+    assert.equal(after.state, 'failed', 'the other replica\'s verdict stands');
+    assert.equal(after.reason, 'judged orphaned elsewhere');
   });
 
   it('a push whose server is killed right after it is recorded triggers exactly one run', async () => {
