@@ -114,9 +114,12 @@ export class RunWorker {
       if (!expired && !mine) continue;
       // What the dead server's command left running must not go on writing into a run that is over.
       if (owner.startsWith(`${os.hostname()}:`) && run.processGroup !== null) killLeftovers(run.processGroup, this.scratchOf(run.id));
+      const published = await this.publishedDir(run);
       await inTransaction(this.d.db, async (trx) => {
         const reason = `the server executing this run stopped (${owner || 'unknown'})${run.attempt === 1 ? '; queued again' : ''}`;
         if (!(await store.finishRun(trx, run.id, 'failed', reason, run.stages.map(endStage('failed'))))) return;
+        // Killed between publishing and recording it: the build is there, so it gets its row (and retention).
+        if (published) await store.insertBuild(trx, { runId: run.id, repoId: run.repoId, release: run.release, buildDate: run.buildDate!, result: published });
         await appendEvent(trx, run.repoId, 'run.state_changed', runEventData((await store.findRun(trx, run.id))!), now());
         const pipeline = await store.findPipeline(trx, run.repoId);
         if (run.attempt === 1 && pipeline) {
@@ -292,6 +295,17 @@ export class RunWorker {
           url: `${this.d.publicUrl()}/artifacts/${repo.tenantName}/${repo.name}/${run.release}/${buildDate}/` }, now());
       }
     });
+  }
+
+  /** A build directory this run published but never recorded: its result, else null. */
+  private async publishedDir(run: Run): Promise<'success' | 'fail' | null> {
+    if (!run.buildDate) return null;
+    const repo = await store.findRepoById(this.d.db, run.repoId);
+    if (!repo || (await store.buildDatesOf(this.d.db, run.repoId, run.release)).includes(run.buildDate)) return null;
+    try {
+      const result = fs.readFileSync(path.join(releaseDir(this.d.artifactsDir, repo.tenantName, repo.name, run.release), run.buildDate, 'result'), 'utf8').trim();
+      return result === 'success' ? 'success' : 'fail';
+    } catch { return null; }
   }
 
   private scratchOf(runId: number): string { return path.join(this.d.dataDir, 'work', `run-${runId}`); }
