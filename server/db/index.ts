@@ -13,10 +13,13 @@ export async function openDb(config: Config): Promise<Knex> {
   if (config.databaseUrl) {
     return knex({ client: 'pg', connection: config.databaseUrl, pool: { min: 0, max: 10 } });
   }
-  fs.mkdirSync(config.dataDir, { recursive: true });
+  // The database holds token ids, sealed secrets and the ledger: the server's user alone reads it.
+  fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  const file = path.join(config.dataDir, 'cairn.sqlite');
+  if (!fs.existsSync(file)) fs.closeSync(fs.openSync(file, 'a', 0o600));
   const db = knex({
     client: 'sqlite3',
-    connection: { filename: path.join(config.dataDir, 'cairn.sqlite') },
+    connection: { filename: file },
     useNullAsDefault: true,
     // One connection: SQLite has one writer anyway, and a single connection makes every
     // transaction serial instead of failing with SQLITE_BUSY.

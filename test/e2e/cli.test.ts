@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import knex from 'knex';
-import { commit, git, must, startTestServer, TestServer, workTree } from '../harness';
+import { commit, git, must, startTestServer, TEST_PG, TestServer, workTree } from '../harness';
 
 describe('cairn admin, without a running server', () => {
   let server: TestServer;
@@ -47,6 +47,7 @@ describe('cairn admin, without a running server', () => {
   it('keeps its keys dir 0700 and the signing key 0600', () => {
     assert.equal(fs.statSync(server.keysDir).mode & 0o777, 0o700);
     assert.equal(fs.statSync(path.join(server.keysDir, 'token-signing.key')).mode & 0o777, 0o600);
+    if (!TEST_PG) assert.equal(fs.statSync(path.join(server.dataDir, 'cairn.sqlite')).mode & 0o077, 0, 'the SQLite file is the server user\'s alone');
   });
 
   it('verify says ok for an intact ledger (positive control)', async () => {
