@@ -7,7 +7,7 @@ import { SUMS } from './publish';
 export type Found =
   | { kind: 'dir'; path: string; entries: Entry[] }
   | { kind: 'file'; path: string; size: number; mtime: Date; sha256: string | null };
-export type Entry = { name: string; type: 'dir' | 'file'; size: number; modified: string; sha256?: string };
+export type Entry = { name: string; type: 'dir' | 'file'; size: number; modified: string; sha256?: string; target?: string };
 
 /** Segments as sent (still percent-encoded); null when one cannot be a name in the tree. */
 export function decodeSegments(raw: string[]): string[] | null {
@@ -49,6 +49,8 @@ function listDir(dir: string, realRoot: string): Entry[] {
     if (real !== realRoot && !real.startsWith(realRoot + path.sep)) continue;
     if (!st.isDirectory() && !st.isFile()) continue;
     const entry: Entry = { name, type: st.isDirectory() ? 'dir' : 'file', size: st.isFile() ? st.size : 0, modified: st.mtime.toISOString() };
+    // latest_build (or a link in the outputs) says what it stands for.
+    if (fs.lstatSync(path.join(dir, name)).isSymbolicLink()) entry.target = fs.readlinkSync(path.join(dir, name));
     const sum = st.isFile() ? sums?.get(path.relative(sums.base, path.join(dir, name))) : undefined;
     if (sum) entry.sha256 = sum;
     entries.push(entry);

@@ -93,6 +93,7 @@ describe('the artifact tree', () => {
     assert.equal(redirect.status, 301);
     const top = await (await fetch(`${server.base}/artifacts/acme/art/main/`, { headers: { ...auth(), accept: 'application/json' } })).json() as any;
     assert.deepEqual(top.entries.map((e: any) => e.name).sort(), [buildDate, 'latest_build'].sort());
+    assert.equal(top.entries.find((e: any) => e.name === 'latest_build').target, buildDate, 'the listing says which build latest_build is');
     assert.equal(await (await fetch(`${base()}/outputs/inside-link`, { headers: auth() })).text(), 'nested\n', 'a link inside the outputs is served');
   });
 
