@@ -11,10 +11,11 @@ export const toApiToken = (t: TokenRecord) => ({ id: t.id, created_at: t.created
 
 export function toApiRepo(deps: ApiDeps, r: Repo) {
   const base = deps.publicUrl();
+  // URL.hostname keeps an IPv6 address in its brackets, which is how an ssh:// URL wants it.
   const host = new URL(base).hostname;
   return { tenant: r.tenantName, name: r.name, public: r.isPublic, archived: r.isArchived,
     http_url: `${base}/${r.tenantName}/${r.name}.git`,
-    ssh_url: `ssh://git@${host.includes(':') ? `[${host}]` : host}:${deps.sshPort()}/${r.tenantName}/${r.name}.git`,
+    ssh_url: `ssh://git@${host}:${deps.sshPort()}/${r.tenantName}/${r.name}.git`,
     created_at: r.createdAt };
 }
 
