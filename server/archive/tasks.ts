@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { leaseAbandoned, leaseHolder } from '../db';
 import * as store from '../store';
 import type { ArchiveTask, NewTask } from '../store';
 import { metrics } from '../metrics';
@@ -24,7 +25,7 @@ export type Operation = (run: TaskRun, request: Record<string, unknown>) => Prom
  * Callbacks are sent from the same rows with Repour's retry schedule, so they survive a restart.
  */
 export class ArchiveTasks {
-  private readonly owner = `${os.hostname()}:${process.pid}`;
+  private readonly owner = leaseHolder();
   private readonly scratchRoot: string;
   private readonly running = new Map<string, AbortController>();
   private readonly queued = new Set<Promise<unknown>>();
@@ -61,8 +62,7 @@ export class ArchiveTasks {
     }
     let n = 0;
     for (const w of await store.leasedArchiveWork(this.deps.db, `${os.hostname()}:`)) {
-      const pid = Number(w.owner.slice(w.owner.lastIndexOf(':') + 1));
-      if (pid === process.pid || !this.isAlive(pid)) { await store.releaseDeadWork(this.deps.db, w.id, w.kind, w.hasCallback); n++; }
+      if (leaseAbandoned(w.owner, null, true, this.isAlive)) { await store.releaseDeadWork(this.deps.db, w.id, w.kind, w.hasCallback); n++; }
     }
     return n;
   }

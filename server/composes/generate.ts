@@ -4,9 +4,10 @@ import path from 'node:path';
 import type { Db, Knex } from '../db';
 import * as store from '../store';
 import type { Compose, Pin, Repo } from '../store';
-import { currentRefs, git, runGit } from '../git';
-import { latestOf, releaseDir, sha256File } from '../artifacts';
-import { parseEntry, releaseShaped, SourceType } from './request';
+import { git, resolveRef } from '../git';
+import { latestOf, releaseDir, sha256File, sha256Stream } from '../artifacts';
+import { isRelease } from '../names';
+import { parseEntry, SourceType } from './request';
 
 export type PinDeps = {
   db: Knex; gitEnv: NodeJS.ProcessEnv; repoDir: (repo: Repo) => string; artifactsDir: string; composesDir: string;
@@ -30,17 +31,9 @@ async function readableRepo(d: PinDeps, owner: string, full: string): Promise<Re
 
 /** A ref as asked (`main`, `v1`, `refs/…`) → the full ref, its commit and tree now. */
 async function pinRef(d: PinDeps, repo: Repo, ref: string): Promise<Pin> {
-  const dir = d.repoDir(repo);
-  const candidates = ref.startsWith('refs/') ? [ref] : [`refs/heads/${ref}`, `refs/tags/${ref}`];
-  const found = await currentRefs(d.gitEnv, dir, candidates);
-  for (const full of candidates) {
-    const id = found.get(full);
-    if (!id) continue;
-    const r = await runGit(['rev-parse', `${id}^{commit}`, `${id}^{tree}`], { cwd: dir, env: d.gitEnv });
-    const [commit, tree] = r.stdout.trim().split('\n');
-    if (r.code === 0 && commit && tree) return { type: 'git', repo: `${repo.tenantName}/${repo.name}`, ref: full, commit, tree };
-  }
-  throw new PinError(`${repo.tenantName}/${repo.name} has no branch or tag "${ref}"`);
+  const found = await resolveRef(d.gitEnv, d.repoDir(repo), ref);
+  if (!found) throw new PinError(`${repo.tenantName}/${repo.name} has no branch or tag "${ref}"`);
+  return { type: 'git', repo: `${repo.tenantName}/${repo.name}`, ...found };
 }
 
 /** A build's directory; a path that would leave the repository's artifact tree is no build at all. */
@@ -48,14 +41,14 @@ function buildDir(d: PinDeps, repo: string, release: string, buildDate: string):
   const [tenant, name] = repo.split('/');
   const root = path.resolve(releaseDir(d.artifactsDir, tenant, name, ''));
   const dir = path.resolve(releaseDir(d.artifactsDir, tenant, name, release), buildDate);
-  if (!releaseShaped(release) || !dir.startsWith(root + path.sep)) throw new PinError(`${repo} has no build ${release}@${buildDate}`);
+  if (!isRelease(release) || !dir.startsWith(root + path.sep)) throw new PinError(`${repo} has no build ${release}@${buildDate}`);
   return dir;
 }
 
 /** A published, successful build: `latest_build` when no date is given. */
 function pinBuild(d: PinDeps, repo: Repo, release: string, buildDate: string | null): Pin {
   const full = `${repo.tenantName}/${repo.name}`;
-  if (!releaseShaped(release)) throw new PinError(`${full} has no successful build of ${release}`);
+  if (!isRelease(release)) throw new PinError(`${full} has no successful build of ${release}`);
   const date = buildDate ?? latestOf(releaseDir(d.artifactsDir, repo.tenantName, repo.name, release));
   if (!date) throw new PinError(`${full} has no successful build of ${release}`);
   const dir = buildDir(d, full, release, date);
@@ -184,7 +177,11 @@ async function sourceTarball(d: PinDeps, p: Extract<Pin, { type: 'git' }>): Prom
     if (!repo) throw new PinError(`no repository ${p.repo}`);
     const tmp = `${file}.${process.pid}.${crypto.randomBytes(4).toString('hex')}`;
     await git(['archive', '--format=tar.gz', `--prefix=${name}/`, '-o', tmp, p.commit], { cwd: d.repoDir(repo), env: d.gitEnv });
+    // Its sum beside it, so a compose that links the tarball again does not read it again.
+    fs.writeFileSync(`${file}.sha256`, await sha256Stream(tmp));
     fs.renameSync(tmp, file);
   }
-  return { file, sha256: sha256File(file), size: fs.statSync(file).size };
+  let sha256: string;
+  try { sha256 = fs.readFileSync(`${file}.sha256`, 'utf8'); } catch { sha256 = await sha256Stream(file); }
+  return { file, sha256, size: fs.statSync(file).size };
 }

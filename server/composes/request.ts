@@ -1,5 +1,6 @@
 // A compose request, checked the way ODCS checks one (api_utils.validate_json_data): known fields only,
 // strings from a small alphabet, integers where integers go. Pure: the HTTP face renders the errors.
+import { isRelease } from '../names';
 
 export const SOURCE_TYPES = ['git', 'build', 'compose'] as const;
 export type SourceType = typeof SOURCE_TYPES[number];
@@ -77,14 +78,10 @@ export function parseEntry(type: SourceType, e: string): GitEntry | BuildEntry |
   const at = rest.lastIndexOf('@');
   const release = at >= 0 ? rest.slice(0, at) : rest;
   const buildDate = at >= 0 ? rest.slice(at + 1) : null;
-  if (!releaseShaped(release)) throw new RequestError(`"${e}": the release must be a branch name or tags/NAME`);
+  if (!isRelease(release)) throw new RequestError(`"${e}": the release must be a branch name or tags/NAME`);
   if (buildDate !== null && !BUILD_DATE.test(buildDate)) throw new RequestError(`"${e}": the build date must be YYYYMMDDTHHMMSSZ`);
   return { repo, release, buildDate };
 }
-
-/** A release names a branch or `tags/NAME`: components as git allows them, so never `.`, `..` or empty. */
-export const releaseShaped = (release: string): boolean =>
-  release !== '' && !release.includes('..') && release.split('/').every((c) => c !== '' && !c.startsWith('.') && !c.endsWith('.lock'));
 
 /** The repositories a request names (none for a compose of composes: those come from the composes). */
 export function reposOf(r: ComposeRequest): string[] {

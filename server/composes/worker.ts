@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { inTransaction, Knex, now } from '../db';
+import { inTransaction, Knex, leaseAbandoned, leaseHolder, now } from '../db';
 import type { Logger } from '../log';
 import * as store from '../store';
 import type { Compose, ComposeState } from '../store';
@@ -77,7 +77,7 @@ const SWEEP_MS = 2_000;
  * in the database (leases as for runs), so replicas share the work and a restart picks it up.
  */
 export class ComposeWorker {
-  private readonly owner = `${os.hostname()}:${process.pid}`;
+  private readonly owner = leaseHolder();
   private active = 0;
   private timers: NodeJS.Timeout[] = [];
   private stopped = false;
@@ -124,12 +124,7 @@ export class ComposeWorker {
    */
   private async recover(atStart: boolean): Promise<void> {
     for (const c of await store.orphanedComposes(this.d.db, `${os.hostname()}:`)) {
-      if (c.reusedId !== null) continue;
-      const owner = c.leaseOwner ?? '';
-      const pid = Number(owner.slice(owner.lastIndexOf(':') + 1));
-      const expired = c.leaseUntil !== null && c.leaseUntil < new Date().toISOString();
-      const mine = owner.startsWith(`${os.hostname()}:`) && (pid === process.pid ? atStart : !this.isAlive(pid));
-      if (!expired && !mine) continue;
+      if (c.reusedId !== null || !leaseAbandoned(c.leaseOwner, c.leaseUntil, atStart, this.isAlive)) continue;
       await inTransaction(this.d.db, (trx) => transition(trx, this.d, c.id, 'wait', 'Generation restarted: the server generating it stopped'));
     }
     for (const r of await store.generatingReusers(this.d.db)) {
@@ -225,11 +220,12 @@ export class ComposeWorker {
     const dir = path.join(this.d.composesDir, '.cache', 'git');
     if (!fs.existsSync(dir)) return;
     for (const name of fs.readdirSync(dir)) {
+      if (name.endsWith('.sha256')) continue;
       const file = path.join(dir, name);
       try {
         const st = fs.statSync(file);
-        // Unlinked tarballs after an hour (a generator may be about to link one); a temp file a killed generator left.
-        if (st.nlink === 1 && Date.now() - st.mtimeMs > 3600_000) fs.rmSync(file);
+        // Unlinked tarballs after an hour (a generator may be about to link one), with their sums; a temp file a killed generator left.
+        if (st.nlink === 1 && Date.now() - st.mtimeMs > 3600_000) { fs.rmSync(file); fs.rmSync(`${file}.sha256`, { force: true }); }
       } catch { /* raced */ }
     }
   }

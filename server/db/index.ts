@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import knex, { Knex } from 'knex';
 import { Config } from '../config';
@@ -85,4 +86,19 @@ export const instant = (offsetMs = 0): string => new Date(Date.now() + offsetMs)
 export async function lockedIds<T extends number | string = number>(db: Db, query: Knex.QueryBuilder): Promise<T[]> {
   if (db.client.config.client === 'pg') query.forUpdate().skipLocked();
   return (await query).map((r: { id: T }) => r.id);
+}
+
+/** This process, as the holder of a lease: `host:pid`. */
+export const leaseHolder = (): string => `${os.hostname()}:${process.pid}`;
+
+/**
+ * Whether a lease (held by `host:pid` until `until`) has lost its holder: its time ran out, or it names a
+ * process of this host that is no longer alive. This very pid is a predecessor's only at start (a container
+ * restarts with the same pid); later it is us. One rule for every queue that leases work.
+ */
+export function leaseAbandoned(owner: string | null, until: string | null, atStart: boolean, isAlive: (pid: number) => boolean): boolean {
+  if (until !== null && until < new Date().toISOString()) return true;
+  if (!owner?.startsWith(`${os.hostname()}:`)) return false;
+  const pid = Number(owner.slice(owner.lastIndexOf(':') + 1));
+  return pid === process.pid ? atStart : !isAlive(pid);
 }

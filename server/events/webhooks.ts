@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import os from 'node:os';
-import { inTransaction, Knex } from '../db';
+import { inTransaction, Knex, leaseAbandoned, leaseHolder } from '../db';
 import type { Logger } from '../log';
 import * as store from '../store';
 import type { Delivery, Webhook } from '../store';
@@ -36,7 +36,7 @@ export class WebhookWorker {
   private stopped = false;
 
   /** This process, as a lease owner: `host:pid`. */
-  private readonly owner = `${os.hostname()}:${process.pid}`;
+  private readonly owner = leaseHolder();
 
   constructor(private readonly db: Knex, private readonly openSecret: (sealed: string) => string,
     private readonly retryBaseMs: number, private readonly isAlive: (pid: number) => boolean, private readonly log: Logger) {}
@@ -48,8 +48,7 @@ export class WebhookWorker {
   async reclaimOrphans(): Promise<number> {
     let n = 0;
     for (const lease of await store.leasedDeliveries(this.db, `${os.hostname()}:`)) {
-      const pid = Number(lease.owner.slice(lease.owner.lastIndexOf(':') + 1));
-      if (pid === process.pid || !this.isAlive(pid)) { await store.redeliver(this.db, lease.id); n++; }
+      if (leaseAbandoned(lease.owner, null, true, this.isAlive)) { await store.redeliver(this.db, lease.id); n++; }
     }
     return n;
   }

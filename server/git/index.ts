@@ -1,6 +1,6 @@
 // The git engine: every git process Cairn starts is started here, with an argument array and a scrubbed env.
 export { baseGitEnv, runGit, git } from './run';
-export { repoPath, initRepo, wireRepo, currentRefs, listRefs, gatherFacts, adoptDefaultBranch, packRefs } from './repo';
+export { repoPath, initRepo, wireRepo, currentRefs, listRefs, gatherFacts, adoptDefaultBranch, packRefs, resolveRef, peelCommit } from './repo';
 export type { RefEntry, UpdateFacts } from './repo';
 export { serveGit, safeGitProtocol } from './service';
 export type { GitService } from './service';

@@ -126,6 +126,29 @@ export async function gatherFacts(env: NodeJS.ProcessEnv, dir: string, updates: 
   return facts;
 }
 
+/**
+ * `main`, `v1` or a full ref → the full ref and the commit and tree it names now (a branch before a tag, as
+ * git resolves; an annotated tag peeled). Null when it names no commit.
+ */
+export async function resolveRef(env: NodeJS.ProcessEnv, dir: string, given: string): Promise<{ ref: string; commit: string; tree: string } | null> {
+  const candidates = given.startsWith('refs/') ? [given] : [`refs/heads/${given}`, `refs/tags/${given}`];
+  const found = await currentRefs(env, dir, candidates);
+  for (const ref of candidates) {
+    const id = found.get(ref);
+    if (!id) continue;
+    const r = await runGit(['rev-parse', `${id}^{commit}`, `${id}^{tree}`], { cwd: dir, env });
+    const [commit, tree] = r.stdout.trim().split('\n');
+    if (r.code === 0 && commit && tree) return { ref, commit, tree };
+  }
+  return null;
+}
+
+/** The commit an object id names (an annotated tag peeled); null when it names none. */
+export async function peelCommit(env: NodeJS.ProcessEnv, dir: string, id: string): Promise<string | null> {
+  const r = await runGit(['rev-parse', '--verify', '--quiet', `${id}^{commit}`], { cwd: dir, env });
+  return r.code === 0 ? r.stdout.trim() : null;
+}
+
 /** Packs loose refs into packed-refs: a repository of thousands of tags advertises them several times faster. */
 export async function packRefs(env: NodeJS.ProcessEnv, dir: string): Promise<void> {
   await git(['pack-refs', '--all', '--prune'], { cwd: dir, env });

@@ -17,3 +17,13 @@ export function nameProblem(kind: 'tenant' | 'user' | 'repo', name: string): str
 
 /** Names are unique without regard to case, so two repos never clash on a case-insensitive disk. */
 export const nameKey = (name: string): string => name.toLowerCase();
+
+// Ref names as git allows them (no "..", no control characters, no component starting with "."); `*` passes, for patterns.
+const REF_CHARS = /^refs\/(heads|tags)\/[^\x00-\x20\x7f~^:?[\\]+$/;
+
+/** A branch or tag ref, or a pattern of them, shaped as git allows it. */
+export const isBranchOrTagRef = (p: string): boolean => REF_CHARS.test(p) && !p.includes('..') && !p.includes('//') && !p.endsWith('/')
+  && !p.endsWith('.lock') && !p.split('/').some((c) => c.startsWith('.'));
+
+/** A release of the artifact tree: a branch name or `tags/NAME` (so never `.`, `..` or empty, and no pattern). */
+export const isRelease = (release: string): boolean => !release.includes('*') && isBranchOrTagRef(`refs/heads/${release}`);

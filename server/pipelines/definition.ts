@@ -1,5 +1,5 @@
 import { CronExpressionParser } from 'cron-parser';
-import { NAME_PATTERN } from '../names';
+import { isBranchOrTagRef, isRelease, NAME_PATTERN } from '../names';
 
 // A pipeline definition: its JSON shape (which also validates requests and documents the API), the checks a
 // schema cannot express, and the pure rules that read it (which refs trigger, which release, how long builds stay).
@@ -51,14 +51,10 @@ export const definitionSchema = {
   },
 };
 
-// Ref names as git allows them (no "..", no control characters, no components starting with "."), plus globs.
-const REF_CHARS = /^refs\/(heads|tags)\/[^\x00-\x20\x7f~^:?[\\]+$/;
-const badRefShape = (p: string): boolean => !REF_CHARS.test(p) || p.includes('..') || p.includes('//') || p.endsWith('/')
-  || p.endsWith('.lock') || p.split('/').some((c) => c.startsWith('.'));
 
 /** A pattern (`*` within one path component, `**` across them) or an exact ref: null when fine, else why not. */
 export function refPatternProblem(pattern: string, exact = false): string | null {
-  if (badRefShape(pattern)) return 'must be a ref under refs/heads/ or refs/tags/';
+  if (!isBranchOrTagRef(pattern)) return 'must be a ref under refs/heads/ or refs/tags/';
   if (exact && pattern.includes('*')) return 'must be one ref, not a pattern';
   if (/\*{3,}/.test(pattern)) return 'has "***": use * within a component or ** across them';
   return null;
@@ -98,7 +94,7 @@ export function definitionProblem(def: Definition): string | null {
 
 /** A release names a branch (`main`) or a tag (`tags/v1`): the ref it stands for must be a valid one. */
 export function releaseProblem(release: string): string | null {
-  return badRefShape(refOfRelease(release)) || release.includes('*') ? 'must be a branch name or tags/NAME' : null;
+  return isRelease(release) ? null : 'must be a branch name or tags/NAME';
 }
 
 /**

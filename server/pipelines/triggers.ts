@@ -2,7 +2,7 @@ import { Db, inTransaction, Knex } from '../db';
 import type { Logger } from '../log';
 import * as store from '../store';
 import type { StoredEvent } from '../store';
-import { currentRefs, git, runGit } from '../git';
+import { git, peelCommit, resolveRef } from '../git';
 import { Definition, lastDue, refMatches } from './definition';
 import { queueRun } from './queue';
 import type { PipelineDeps } from './worker';
@@ -50,13 +50,16 @@ export class PipelineTriggers {
     // Refs Cairn wrote itself (an adjust tag) are the output of a run, not a reason for another.
     if (e.data.transport === 'internal') return false;
     const updates = (e.data.updates as { ref: string; old: string; new: string }[]).filter((u) => u.new !== ZERO_ID);
+    const repo = await store.findRepoById(trx, e.repoId);
+    if (!repo) return false;
     const first = def.triggers.repo_created ? await this.isFirstPush(trx, e) : false;
     let queued = false;
     for (const u of updates) {
       const byPush = (def.triggers.push ?? []).some((p) => refMatches(p, u.ref));
       if (!byPush && !first) continue;
       if (!u.ref.startsWith('refs/heads/') && !u.ref.startsWith('refs/tags/')) continue;
-      const commit = u.ref.startsWith('refs/tags/') ? await this.peel(trx, e.repoId, u.new) : u.new;
+      // An annotated tag is built as the commit it names.
+      const commit = u.ref.startsWith('refs/tags/') ? await peelCommit(this.gitEnv, this.repoDir(repo), u.new) : u.new;
       if (!commit) continue;
       await queueRun(trx, e.repoId, def, { ref: u.ref, commit, trigger: first ? 'repo_created' : 'push' });
       queued = true;
@@ -122,20 +125,11 @@ export class PipelineTriggers {
     return push?.seq === 1;
   }
 
+  /** A ref of this repository → its commit now (null when it names none). */
   private async refCommit(trx: Knex.Transaction, repoId: number, ref: string): Promise<{ ref: string; commit: string } | null> {
     const repo = await store.findRepoById(trx, repoId);
-    if (!repo) return null;
-    const id = (await currentRefs(this.gitEnv, this.repoDir(repo), [ref])).get(ref);
-    const commit = id ? await this.peel(trx, repoId, id) : null;
-    return commit ? { ref, commit } : null;
-  }
-
-  /** An annotated tag is built as the commit it names; null when it names no commit. */
-  private async peel(trx: Knex.Transaction, repoId: number, id: string): Promise<string | null> {
-    const repo = await store.findRepoById(trx, repoId);
-    if (!repo) return null;
-    const r = await runGit(['rev-parse', '--verify', '--quiet', `${id}^{commit}`], { cwd: this.repoDir(repo), env: this.gitEnv });
-    return r.code === 0 ? r.stdout.trim() : null;
+    const found = repo ? await resolveRef(this.gitEnv, this.repoDir(repo), ref) : null;
+    return found ? { ref: found.ref, commit: found.commit } : null;
   }
 
   private async defaultBranch(trx: Knex.Transaction, repoId: number): Promise<{ ref: string; commit: string } | null> {
@@ -144,5 +138,6 @@ export class PipelineTriggers {
     const head = (await git(['symbolic-ref', 'HEAD'], { cwd: this.repoDir(repo), env: this.gitEnv })).trim();
     return this.refCommit(trx, repoId, head);
   }
+
 }
 

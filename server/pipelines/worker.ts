@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Db, inTransaction, Knex, now } from '../db';
+import { Db, inTransaction, Knex, leaseAbandoned, leaseHolder, now } from '../db';
 import type { Logger } from '../log';
 import * as store from '../store';
 import type { AdjustResult, Repo, Run, Stage } from '../store';
@@ -52,7 +52,7 @@ class Cancelled extends Error {}
  */
 export class RunWorker {
   private readonly active = new Map<number, AbortController>();
-  private readonly owner = `${os.hostname()}:${process.pid}`;
+  private readonly owner = leaseHolder();
   private timer: NodeJS.Timeout | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
   private ticking: Promise<void> | null = null;
@@ -103,15 +103,9 @@ export class RunWorker {
   async recoverOrphans(isAlive: (pid: number) => boolean, atStart: boolean): Promise<number> {
     let n = 0;
     for (const run of await store.orphanedRuns(this.d.db, `${os.hostname()}:`)) {
-      if (this.active.has(run.id)) continue;
+      // Ours and executing is never an orphan; ours and not executing (a claim in flight) only once its lease ran out.
+      if (this.active.has(run.id) || !leaseAbandoned(run.leaseOwner, run.leaseUntil, atStart, isAlive)) continue;
       const owner = run.leaseOwner ?? '';
-      const pid = Number(owner.slice(owner.lastIndexOf(':') + 1));
-      const expired = run.leaseUntil !== null && run.leaseUntil < new Date().toISOString();
-      // Ours and not executing: only once its lease ran out (a claim in flight is not in `active` yet).
-      if (!atStart && run.leaseOwner === this.owner && !expired) continue;
-      // This very pid is a predecessor's only at start (a container restarts with the same pid); later it is us.
-      const mine = owner.startsWith(`${os.hostname()}:`) && (pid === process.pid ? atStart : !isAlive(pid));
-      if (!expired && !mine) continue;
       // What the dead server's command left running must not go on writing into a run that is over.
       if (owner.startsWith(`${os.hostname()}:`) && run.processGroup !== null) killLeftovers(run.processGroup, this.scratchOf(run.id));
       const published = await this.publishedDir(run);

@@ -54,11 +54,6 @@ export async function insertTask(db: Db, t: NewTask, runningAs: { owner: string;
     callback_attempts: 0, created_at: instant() });
 }
 
-export async function findTask(db: Db, id: string): Promise<ArchiveTask | null> {
-  const row = await db<TaskRow>('archive_tasks').where('id', id).first();
-  return row ? toTask(row) : null;
-}
-
 /**
  * Claims queued callback tasks, and callback tasks whose runner's lease ran out (it died). PostgreSQL skips
  * rows another replica is claiming (FOR UPDATE SKIP LOCKED); SQLite has one writer, so one UPDATE is exclusive.

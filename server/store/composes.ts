@@ -85,10 +85,6 @@ export async function claimCompose(db: Db, owner: string, leaseMs: number): Prom
   return rows.length > 0 ? toCompose(rows[0] as ComposeRow) : null;
 }
 
-export async function countGenerating(db: Db, owner: string): Promise<number> {
-  return Number((await db('composes').where({ state: 'generating', lease_owner: owner }).count<{ n: number | string }[]>('id as n'))[0].n);
-}
-
 export async function updateCompose(db: Db, id: number, fields: Partial<{ state: ComposeState; stateReason: string; pins: Pin[]; pinsKey: string;
   reusedId: number | null; timeDone: string; timeRemoved: string; timeToExpire: string; removedBy: string; leaseUntil: string | null }>): Promise<void> {
   const map: Record<string, string> = { state: 'state', stateReason: 'state_reason', pinsKey: 'pins_key', reusedId: 'reused_id', timeDone: 'time_done',

@@ -315,6 +315,10 @@ describe('pipelines: definitions, triggers, runs', () => {
     const started = await server.api('POST', '/api/v1/repos/acme/secret/runs', { ref: 'main' }, writer);
     assert.equal(started.status, 201);
     assert.equal(started.body.trigger, 'manual');
+    assert.equal((await server.api('GET', '/api/v1/repos/acme/secret/pipeline', undefined, stranger)).status, 404, 'the definition is as private as the repo');
+    assert.equal((await server.api('GET', '/api/v1/repos/acme/secret/pipeline')).status, 401);
+    assert.equal((await server.api('GET', '/api/v1/repos/acme/secret/pipeline', undefined, reader)).status, 200);
+    assert.equal((await server.api('GET', '/api/v1/repos/acme/secret/runs', undefined, stranger)).status, 404);
     assert.equal((await server.api('GET', `/api/v1/runs/${started.body.id}`, undefined, stranger)).status, 404);
     assert.equal((await server.api('GET', `/api/v1/runs/${started.body.id}`)).status, 401, 'anonymous: 401, as for the repo itself');
     assert.equal((await server.api('GET', `/api/v1/runs/${started.body.id}`, undefined, reader)).status, 200);

@@ -6,7 +6,7 @@ import * as store from '../../../store';
 import type { Repo, Run } from '../../../store';
 import { principalName, requireRepoRole } from '../../../auth';
 import type { Principal } from '../../../auth';
-import { currentRefs, repoPath, runGit } from '../../../git';
+import { repoPath, resolveRef } from '../../../git';
 import { cancelQueuedRun, Definition, definitionProblem, definitionSchema, queueRun, runLogPath } from '../../../pipelines';
 import type { ApiDeps, ApiRequest, JsonSchema, Route } from './route';
 import * as s from './schemas';
@@ -15,7 +15,7 @@ import { composeRefusal } from '../odcs';
 
 const time: JsonSchema = { type: ['string', 'null'], format: 'date-time' };
 const stateEnum = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
-export const runSchema: JsonSchema = { type: 'object', additionalProperties: false,
+const runSchema: JsonSchema = { type: 'object', additionalProperties: false,
   required: ['id', 'repo', 'ref', 'commit', 'release', 'trigger', 'state', 'created_at', 'started_at', 'finished_at', 'stages'],
   properties: { id: { type: 'integer' }, repo: { type: 'string' }, ref: { type: 'string' }, commit: { type: 'string', pattern: '^[0-9a-f]{40}$' },
     release: { type: 'string' }, trigger: { type: 'string', enum: ['push', 'manual', 'schedule', 'upstream', 'repo_created'] },
@@ -26,7 +26,7 @@ export const runSchema: JsonSchema = { type: 'object', additionalProperties: fal
     adjust: { type: ['object', 'null'] }, upstream: { type: ['object', 'null'] }, build_date: { type: ['string', 'null'] },
     artifacts_url: { type: ['string', 'null'] }, log_url: { type: 'string' } } };
 
-export function toApiRun(deps: ApiDeps, repo: Repo, r: Run) {
+function toApiRun(deps: ApiDeps, repo: Repo, r: Run) {
   const name = `${repo.tenantName}/${repo.name}`;
   return { id: r.id, repo: name, ref: r.ref, commit: r.commit, release: r.release, trigger: r.trigger, state: r.state, reason: r.reason,
     attempt: r.attempt, cancel_requested: r.cancelRequested, created_at: r.createdAt, started_at: r.startedAt, finished_at: r.finishedAt,
@@ -49,20 +49,6 @@ async function requirePipeline(deps: ApiDeps, repo: Repo): Promise<Definition> {
   const p = await store.findPipeline(deps.db, repo.id);
   if (!p) throw new CairnError('not_found', `${repo.tenantName}/${repo.name} has no pipeline`);
   return p.definition as Definition;
-}
-
-/** `main`, `v1`, or a full ref → the full ref and the commit it names now (a branch first, as git resolves). */
-async function resolveRef(deps: ApiDeps, repo: Repo, given: string): Promise<{ ref: string; commit: string }> {
-  const dir = repoPath(deps.config.reposDir, repo.tenantName, repo.name);
-  const candidates = given.startsWith('refs/') ? [given] : [`refs/heads/${given}`, `refs/tags/${given}`];
-  const found = await currentRefs(deps.gitEnv, dir, candidates);
-  for (const ref of candidates) {
-    const id = found.get(ref);
-    if (!id) continue;
-    const peeled = await runGit(['rev-parse', '--verify', '--quiet', `${id}^{commit}`], { cwd: dir, env: deps.gitEnv });
-    if (peeled.code === 0) return { ref, commit: peeled.stdout.trim() };
-  }
-  throw new CairnError('invalid_field', `ref: ${given} is not a branch or tag of ${repo.tenantName}/${repo.name}`);
 }
 
 const FOLLOW_POLL_MS = 250;
@@ -138,7 +124,9 @@ export const pipelineRoutes: Route[] = [
       const { repo } = await requireRepoRole(deps.db, principal, params.tenant, params.repo, 'write');
       const def = await requirePipeline(deps, repo);
       if (def.triggers.manual === false) throw new CairnError('invalid_field', 'this pipeline has manual runs switched off (triggers.manual)');
-      const target = await resolveRef(deps, repo, body.ref);
+      const found = await resolveRef(deps.gitEnv, repoPath(deps.config.reposDir, repo.tenantName, repo.name), body.ref);
+      if (!found) throw new CairnError('invalid_field', `ref: ${body.ref} is not a branch or tag of ${repo.tenantName}/${repo.name}`);
+      const target = { ref: found.ref, commit: found.commit };
       const { run, coalesced } = await inTransaction(deps.db, (trx) => queueRun(trx, repo.id, def, { ...target, trigger: 'manual' }));
       deps.pipelines.wake();
       return { status: coalesced ? 200 : 201, body: toApiRun(deps, repo, run) };
